@@ -1,0 +1,23 @@
+"""Typed config of the data loaders (`data:` section)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class DataConfig:
+    # prepared shards: a local folder or an s3:// URL (MDS). A folder written with --split-val holds
+    # `train/` and `val/`; `split` picks one. Without split folders, `path` itself is read.
+    path: str = "data/embedded"
+    format: str = "mds"  # mds | wds | latent (the generator's latent cache, MDS rows)
+    split: str = "train"
+    resolution: int = 256
+    num_workers: int = 2
+    shuffle: bool = True
+    # MDS elastic determinism: keep this fixed across restarts at any world size
+    num_canonical_nodes: int = 1
+    shuffle_algo: str = "py1e"
+    # local cache folder for remote (s3://) MDS shards; null: a fresh folder under the system temp dir
+    cache_dir: str | None = None
+    random_flip: bool = True
+    prefetch_factor: int = 2

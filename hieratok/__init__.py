@@ -1,0 +1,18 @@
+"""HieraTok: multi-scale ViT tokenizers (and their latent generators), trained at scale.
+
+`Tokenizer` and `scale_causal_mask` import lazily, so the `hieratok` CLI starts without torch.
+"""
+__version__ = "0.1.0"
+__all__ = ["Tokenizer", "scale_causal_mask", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Tokenizer":
+        from hieratok.models.tokenizer import Tokenizer
+
+        return Tokenizer
+    if name == "scale_causal_mask":
+        from hieratok.models.attention import scale_causal_mask
+
+        return scale_causal_mask
+    raise AttributeError(f"module 'hieratok' has no attribute {name!r}")

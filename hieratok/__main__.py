@@ -1,0 +1,5 @@
+import sys
+
+from hieratok.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""The `hieratok` console script. Each subcommand lives in `hieratok/commands/<name>.py` with
+`add_arguments(parser)` and `run(args) -> int`; modules are imported only when their command runs,
+so `hieratok --help` stays fast and a heavy stack (ray, deepspeed) loads only where it is needed."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hieratok.config.errors import ConfigError
+
+# name -> (module under hieratok.commands, one-line help); the order is the order in --help
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("prepare", "shard images into WebDataset or MDS shards"),
+    "train": ("train", "train a tokenizer or a generator (distributed under torchrun or SLURM)"),
+    "eval": ("evaluate", "reconstruction metrics (rFID, PSNR, SSIM, LPIPS) of a tokenizer"),
+    "export": ("export", "write export/model.safetensors + config.json from a run's checkpoint"),
+    "encode": ("encode", "encode a dataset into a latent cache for generator training"),
+    "sample": ("sample", "sample a generator into an ADM-layout .npz"),
+    "fid": ("fid", "FID / ISC / KID between two image sets (optionally on Ray)"),
+    "launch": ("launch", "launch training on SLURM (or locally) with submitit, with requeue"),
+    "sweep": ("sweep", "Ray Tune hyper-parameter sweep with ASHA"),
+    "model-info": ("model_info", "parameter counts, tokens per scale and latent shape of a config"),
+    "demo": ("demo", "the end-to-end CPU demo: single-scale vs HieraTok"),
+}
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"hieratok.commands.{COMMANDS[name][0]}")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hieratok", description="HieraTok: multi-scale ViT tokenizers at scale")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            _command_module(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is not None and command not in COMMANDS:
+        command = None  # let argparse report the invalid choice
+    args = build_parser(command).parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    try:
+        return int(_command_module(args.command).run(args) or 0)
+    except ConfigError as e:
+        print(f"hieratok {args.command}: config error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

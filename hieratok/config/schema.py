@@ -1,0 +1,97 @@
+"""The run config: one typed section per component, composed here. Section names are a contract."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig
+
+from data_pipeline.config import DataConfig
+from hieratok.config.errors import ConfigError
+from hieratok.eval.config import EvalConfig
+from hieratok.generator.config import FlowLossConfig, GeneratorModelConfig
+from hieratok.losses.config import LossConfig
+from hieratok.models.config import TokenizerModelConfig
+from hieratok.train.config import CheckpointConfig, DistConfig, LoggingConfig, TrainConfig
+
+
+@dataclass
+class TokenizerRunConfig:
+    task: str = "tokenizer"
+    model: TokenizerModelConfig = field(default_factory=TokenizerModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
+class GeneratorRunConfig:
+    task: str = "generator"
+    model: GeneratorModelConfig = field(default_factory=GeneratorModelConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(format="latent"))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: FlowLossConfig = field(default_factory=FlowLossConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(every_steps=0))
+
+
+TASKS = {"tokenizer": TokenizerRunConfig, "generator": GeneratorRunConfig}
+
+
+def schema_for_task(task: str) -> type:
+    if task not in TASKS:
+        raise ConfigError(f"unknown task '{task}'; valid tasks: {', '.join(TASKS)}")
+    return TASKS[task]
+
+
+def validate(cfg: DictConfig) -> None:
+    """Cross-field checks the types alone cannot express; each error names the key."""
+    _one_of("dist.backend", cfg.dist.backend, ("ddp", "fsdp", "deepspeed"))
+    _one_of("dist.zero_stage", cfg.dist.zero_stage, (1, 2, 3))
+    _one_of("dist.mixed_precision", cfg.dist.mixed_precision, ("bf16", "fp32"))
+    _one_of("logging.wandb.mode", cfg.logging.wandb.mode, ("online", "offline", "disabled"))
+    _one_of("data.format", cfg.data.format, ("mds", "wds", "latent"))
+    t = cfg.train
+    if t.global_batch_size % t.micro_batch_size:
+        raise ConfigError(
+            f"train.global_batch_size ({t.global_batch_size}) must be a multiple of "
+            f"train.micro_batch_size ({t.micro_batch_size})"
+        )
+    if cfg.task == "tokenizer":
+        _validate_tokenizer_model(cfg.model)
+
+
+def _validate_tokenizer_model(m) -> None:
+    _one_of("model.downsample", m.downsample, ("area", "conv"))
+    _one_of("model.latent", m.latent, ("finest", "all"))
+    _one_of("model.position", m.position, ("rope", "learned"))
+    _one_of("model.attention", m.attention, ("auto", "sdpa", "flex"))
+    if m.image_size % m.patch_size:
+        raise ConfigError(f"model.image_size ({m.image_size}) must be a multiple of model.patch_size ({m.patch_size})")
+    grid = m.image_size // m.patch_size
+    scales = list(m.scales)
+    if not scales or scales[-1] != grid or any(a >= b for a, b in zip(scales, scales[1:])):
+        raise ConfigError(
+            f"model.scales {scales} must be increasing and end at the token grid side {grid} "
+            f"(image_size {m.image_size} / patch_size {m.patch_size})"
+        )
+    if m.downsample == "conv" and any(grid % s for s in scales):
+        raise ConfigError(f"model.downsample=conv needs every scale in {scales} to divide the grid side {grid}")
+    for name in ("encoder", "decoder"):
+        s = m[name]
+        if s.width % s.heads or (s.width // s.heads) % 4:
+            raise ConfigError(f"model.{name}.width ({s.width}) / heads ({s.heads}) must be a multiple of 4 (2D RoPE)")
+        if not 0 <= s.hiera_depth <= s.depth:
+            raise ConfigError(f"model.{name}.hiera_depth ({s.hiera_depth}) must lie in [0, depth={s.depth}]")
+    if m.latent == "all" and len(scales) > 1 and m.decoder.hiera_depth == 0:
+        raise ConfigError("model.latent=all needs model.decoder.hiera_depth > 0 to read the coarse scales")
+
+
+def _one_of(key: str, value, valid: tuple) -> None:
+    if value not in valid:
+        raise ConfigError(f"config key '{key}' is {value!r}; valid values: {', '.join(map(str, valid))}")

@@ -1,0 +1,71 @@
+"""Scale-causal attention: the mask, and the kernel that applies it (SDPA, or FlexAttention on CUDA)."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def scale_ids(tokens_per_scale: list[int] | tuple[int, ...], device=None) -> torch.Tensor:
+    """The scale index of every token of the concatenated coarse-to-fine sequence: [N] long."""
+    counts = torch.as_tensor(list(tokens_per_scale), device=device)
+    return torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+
+
+def scale_causal_mask(tokens_per_scale: list[int] | tuple[int, ...]) -> torch.BoolTensor:
+    """[N, N] mask, True where query token i may attend to key token j: scale(j) <= scale(i).
+
+    A token of scale k sees every token of the scales <= k, its own scale included.
+    """
+    ids = scale_ids(tokens_per_scale)
+    return ids[None, :] <= ids[:, None]
+
+
+def flex_attention_available(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        from torch.nn.attention.flex_attention import flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+@dataclass
+class AttentionLayout:
+    """How the tokens of one sequence layout may attend: no mask, a bool mask (SDPA) or a block mask (flex)."""
+
+    mask: torch.Tensor | None = None
+    block_mask: object | None = None
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.block_mask is not None:
+            return _compiled_flex()(q, k, v, block_mask=self.block_mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
+
+
+def build_layout(tokens_per_scale: list[int], device: torch.device, kernel: str = "auto") -> AttentionLayout:
+    """The attention layout of a coarse-to-fine sequence; a single scale needs no mask at all."""
+    if len(tokens_per_scale) <= 1:
+        return AttentionLayout()
+    use_flex = kernel == "flex" or (kernel == "auto" and flex_attention_available(device))
+    if use_flex:
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        ids = scale_ids(tokens_per_scale, device=device)
+
+        def scale_causal(b, h, q_idx, kv_idx):
+            return ids[kv_idx] <= ids[q_idx]
+
+        n = int(ids.numel())
+        return AttentionLayout(block_mask=create_block_mask(scale_causal, None, None, n, n, device=str(device)))
+    return AttentionLayout(mask=scale_causal_mask(tokens_per_scale).to(device))

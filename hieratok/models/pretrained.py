@@ -1,0 +1,48 @@
+"""`save_pretrained` / `from_pretrained` for any of our models: safetensors weights + config.json.
+
+Both files are written to temporary names and renamed, so a crash never leaves a half export.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def save_state_dict(state: dict[str, torch.Tensor], config: dict, directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    tmp_w, tmp_c = directory / f".{WEIGHTS_NAME}.tmp", directory / f".{CONFIG_NAME}.tmp"
+    save_file(tensors, str(tmp_w), metadata={"format": str(config.get("format", ""))})
+    tmp_c.write_text(json.dumps(config, indent=2, sort_keys=True))
+    os.replace(tmp_w, directory / WEIGHTS_NAME)
+    os.replace(tmp_c, directory / CONFIG_NAME)
+    return directory
+
+
+def save_pretrained(model: torch.nn.Module, directory: str | Path, config: dict) -> Path:
+    return save_state_dict(model.state_dict(), config, directory)
+
+
+def load_pretrained(cls, directory: str | Path, expected_format: str, map_location="cpu"):
+    directory = Path(directory)
+    cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for p in (cfg_path, w_path):
+        if not p.exists():
+            raise FileNotFoundError(
+                f"{p} not found: an export folder holds {WEIGHTS_NAME} and {CONFIG_NAME} "
+                f"(write one with `hieratok export --run-dir RUN_DIR`)"
+            )
+    config = json.loads(cfg_path.read_text())
+    if config.get("format") != expected_format:
+        raise ValueError(f"{cfg_path} has format {config.get('format')!r}; expected {expected_format!r}")
+    model = cls(config["model"])
+    model.load_state_dict(load_file(str(w_path), device=str(map_location)), strict=True)
+    return model.eval()

@@ -1,0 +1,163 @@
+"""The HieraTok / ViTok KL tokenizer: patch embed -> encoder -> Gaussian latent -> decoder -> pixels.
+
+`scales: [grid]` gives the single-scale ViTok baseline; more scales give HieraTok (multi-scale
+pyramid plus scale-causal attention in the last encoder / first decoder blocks). Same code path.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from hieratok.models.config import TokenizerModelConfig
+from hieratok.models.layers import init_weights
+from hieratok.models.posterior import DiagonalGaussian
+from hieratok.models.stack import Stack
+
+EXPORT_FORMAT = "hieratok-tokenizer/1"
+
+
+def as_model_config(cfg) -> TokenizerModelConfig:
+    """A TokenizerModelConfig from a dataclass, an OmegaConf node or a plain dict (validated)."""
+    if isinstance(cfg, TokenizerModelConfig):
+        return cfg
+    from omegaconf import OmegaConf
+
+    from hieratok.config.loader import load_config
+
+    raw = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+    return OmegaConf.to_object(load_config(raw={"task": "tokenizer", "model": raw}).model)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: TokenizerModelConfig):
+        super().__init__()
+        s = cfg.encoder
+        self.patch_embed = nn.Conv2d(3, s.width, cfg.patch_size, stride=cfg.patch_size)
+        self.hiera_start = s.depth - s.hiera_depth
+        self.keep_all_scales = cfg.latent == "all"
+        self.stack = Stack(s, cfg.scales, cfg.downsample, cfg.position, cfg.rope_theta, cfg.attention,
+                           needs_pyramid=s.hiera_depth > 0 or self.keep_all_scales)
+        self.to_moments = nn.Linear(s.width, 2 * cfg.latent_channels)
+
+    def forward(self, images: torch.Tensor) -> DiagonalGaussian:
+        x = self.patch_embed(images).flatten(2).transpose(1, 2)  # [B, g*g, D]
+        x = self.stack.add_positions(x)
+        st = self.stack
+        x = st.run(x, 0, self.hiera_start, multi=False)
+        if st.multi_scale:
+            x = st.run(st.to_multi_scale(x), self.hiera_start, len(st.blocks), multi=True)
+            if not self.keep_all_scales:
+                x = st.finest(x)
+        else:
+            x = st.run(x, self.hiera_start, len(st.blocks), multi=False)
+        return DiagonalGaussian(self.to_moments(st.norm(x)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: TokenizerModelConfig):
+        super().__init__()
+        s = cfg.decoder
+        self.patch_size = cfg.patch_size
+        self.grid = cfg.image_size // cfg.patch_size
+        self.hiera_stop = s.hiera_depth
+        self.latent_all_scales = cfg.latent == "all" and len(cfg.scales) > 1
+        self.from_latent = nn.Linear(cfg.latent_channels, s.width)
+        self.stack = Stack(s, cfg.scales, cfg.downsample, cfg.position, cfg.rope_theta, cfg.attention,
+                           needs_pyramid=s.hiera_depth > 0)
+        self.to_pixels = nn.Linear(s.width, 3 * cfg.patch_size**2)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        st = self.stack
+        x = self.from_latent(z.to(self.from_latent.weight.dtype))
+        if self.latent_all_scales:
+            x = st.embed_multi_scale(x)
+        else:
+            x = st.add_positions(x)
+            if st.multi_scale:
+                x = st.to_multi_scale(x)
+        x = st.run(x, 0, self.hiera_stop, multi=True)
+        x = st.run(st.finest(x), self.hiera_stop, len(st.blocks), multi=False)
+        return self.unpatchify(self.to_pixels(st.norm(x)))
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        b, g, p = x.shape[0], self.grid, self.patch_size
+        x = x.view(b, g, g, p, p, 3).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(b, 3, g * p, g * p)
+
+
+class Tokenizer(nn.Module):
+    """Images in [-1, 1], NCHW  <->  latents [B, tokens, latent_channels]."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.config = as_model_config(cfg)
+        self.encoder = Encoder(self.config)
+        self.decoder = Decoder(self.config)
+        init_weights(self)
+        for st in (self.encoder.stack, self.decoder.stack):
+            if st.pyramid is not None:
+                st.pyramid.reset_parameters()
+        self.set_grad_checkpointing(self.config.grad_checkpointing)
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, path_or_cfg) -> "Tokenizer":
+        """From a preset or run-config YAML path, a full run config, or a `model:` config."""
+        if isinstance(path_or_cfg, (str, Path)):
+            from hieratok.config.loader import load_config
+
+            return cls(load_config(path_or_cfg).model)
+        if hasattr(path_or_cfg, "model") and hasattr(path_or_cfg, "task"):
+            return cls(path_or_cfg.model)
+        return cls(path_or_cfg)
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        self.encoder.stack.grad_checkpointing = enabled
+        self.decoder.stack.grad_checkpointing = enabled
+
+    # --- the API --------------------------------------------------------------------------------
+    def posterior(self, images: torch.Tensor) -> DiagonalGaussian:
+        return self.encoder(images)
+
+    def encode(self, images: torch.Tensor, sample: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        post = self.encoder(images)
+        return post.sample(generator) if sample else post.mode()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, images: torch.Tensor, sample: bool = True,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, DiagonalGaussian]:
+        post = self.encoder(images)
+        z = post.sample(generator) if sample else post.mode()
+        return self.decoder(z), post
+
+    @property
+    def tokens_per_scale(self) -> list[int]:
+        return [s * s for s in self.config.scales]
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        tokens = sum(self.tokens_per_scale) if self.encoder.keep_all_scales else self.tokens_per_scale[-1]
+        return tokens, self.config.latent_channels
+
+    # --- export ---------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:
+        from hieratok.models.pretrained import save_pretrained
+
+        return save_pretrained(self, directory, {"format": EXPORT_FORMAT, "model": asdict(self.config), **(extra or {})})
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "Tokenizer":
+        from hieratok.models.pretrained import load_pretrained
+
+        return load_pretrained(cls, directory, EXPORT_FORMAT, map_location)
+
+
+def read_export_config(directory: str | Path) -> dict:
+    return json.loads((Path(directory) / "config.json").read_text())

@@ -1,0 +1,58 @@
+"""Typed configs of the training engine: `train:`, `dist:`, `checkpoint:` and `logging:` sections."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 100_000
+    global_batch_size: int = 256
+    micro_batch_size: int = 32
+    lr: float = 1.0e-4  # at a global batch of `lr_reference_batch`; scaled linearly with the global batch
+    lr_reference_batch: int = 256
+    min_lr_ratio: float = 0.0
+    warmup_steps: int = 3000
+    weight_decay: float = 1.0e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999  # 0 disables EMA
+    seed: int = 0
+    max_nonfinite_steps: int = 5  # abort after this many NaN/Inf steps in a row
+    stage: int = 1  # 2: freeze the encoder and fine-tune the decoder (tokenizer runs)
+    init_from: str | None = None  # run dir or export whose weights start this run (stage 2)
+    compile: bool = False
+    activation_checkpointing: bool = False
+    # test hook: make the loss NaN at these steps, to exercise the non-finite guard end to end
+    inject_nan_at_steps: list[int] = field(default_factory=list)
+
+
+@dataclass
+class DistConfig:
+    backend: str = "ddp"  # ddp | fsdp | deepspeed
+    zero_stage: int = 2  # deepspeed only: 1, 2 or 3
+    mixed_precision: str = "bf16"  # bf16 | fp32
+    timeout_s: int = 1800
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = 1000
+    keep_last: int = 3
+    on_signal: bool = True  # save on SIGTERM / SIGUSR1 / SIGUSR2, then exit
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "disabled"  # online | offline | disabled
+    project: str = "hieratok"
+    entity: str | None = None
+    name: str | None = None
+    image_every_steps: int = 1000
+
+
+@dataclass
+class LoggingConfig:
+    every_steps: int = 50
+    progress: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)

@@ -1,0 +1,40 @@
+"""The CLI surface is a contract: this test freezes it. Update tests/assets/cli_surface.txt on purpose."""
+import subprocess
+import sys
+from pathlib import Path
+
+from hieratok.cli import COMMANDS, build_parser
+
+ASSET = Path(__file__).parent / "assets" / "cli_surface.txt"
+
+
+def cli_surface() -> str:
+    lines = []
+    for name in COMMANDS:
+        parser = build_parser(name)
+        sub = next(a for a in parser._actions if a.dest == "command").choices[name]
+        for action in sub._actions:
+            if action.dest == "help":
+                continue
+            flags = ",".join(action.option_strings) or action.dest
+            lines.append(f"{name} {flags} nargs={action.nargs} required={action.required} choices={action.choices}")
+    return "\n".join(lines) + "\n"
+
+
+def test_cli_surface_is_frozen():
+    if not ASSET.exists():  # first run writes the golden file; review it, then commit it
+        ASSET.parent.mkdir(exist_ok=True)
+        ASSET.write_text(cli_surface())
+    assert cli_surface() == ASSET.read_text(), "CLI changed: update tests/assets/cli_surface.txt if intended"
+
+
+def test_every_command_has_help():
+    for name in COMMANDS:
+        out = subprocess.run([sys.executable, "-m", "hieratok", name, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0, (name, out.stderr)
+        assert "usage: hieratok " + name in out.stdout
+
+
+def test_unknown_command_fails_clearly():
+    out = subprocess.run([sys.executable, "-m", "hieratok", "trian"], capture_output=True, text=True)
+    assert out.returncode == 2 and "invalid choice: 'trian'" in out.stderr

@@ -1,0 +1,157 @@
+"""Tokenizer model properties: scale-causality, single-scale == plain ViT, export round trip, sizes."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hieratok import Tokenizer, scale_causal_mask
+from hieratok.config.loader import load_config
+from hieratok.models.attention import build_layout
+from hieratok.models.pyramid import sequence_positions
+from hieratok.models.rope import rope_angles
+
+
+def _tiny(**model_overrides):
+    cfg = load_config("configs/tokenizer/tiny_hieratok.yaml", [f"model.{k}={v}" for k, v in model_overrides.items()])
+    torch.manual_seed(0)
+    return Tokenizer(cfg.model).eval()
+
+
+def test_mask_semantics():
+    m = scale_causal_mask([1, 4, 16])
+    assert m.shape == (21, 21) and m.dtype == torch.bool
+    assert m[0, 0] and not m[0, 1:].any()  # the coarsest token sees only itself
+    assert m[1:5, :5].all() and not m[1:5, 5:].any()  # scale 1 sees scales 0 and 1, its own included
+    assert m[5:].all()  # the finest scale sees everything
+
+
+@pytest.mark.parametrize("downsample", ["area", "conv"])
+def test_hiera_stack_is_scale_causal(downsample):
+    """Perturbing the tokens of scale k changes no output of scales < k (and does change scale k)."""
+    model = _tiny(downsample=downsample, **{"encoder.hiera_depth": 3, "encoder.depth": 3})
+    stack = model.encoder.stack
+    scales = stack.scales
+    counts = [s * s for s in scales]
+    bounds = torch.tensor([0, *counts]).cumsum(0).tolist()
+    torch.manual_seed(1)
+    seq = torch.randn(2, sum(counts), stack.norm.normalized_shape[0])
+    base = stack.run(seq, 0, len(stack.blocks), multi=True)
+    for k in range(1, len(scales)):
+        pert = seq.clone()
+        pert[:, bounds[k]:bounds[k + 1]] += torch.randn_like(pert[:, bounds[k]:bounds[k + 1]])
+        out = stack.run(pert, 0, len(stack.blocks), multi=True)
+        torch.testing.assert_close(out[:, :bounds[k]], base[:, :bounds[k]], rtol=0, atol=1e-6)
+        assert (out[:, bounds[k]:] - base[:, bounds[k]:]).abs().max() > 1e-3
+
+
+def test_single_scale_hiera_equals_plain_vit():
+    hiera = _tiny(scales="[8]", **{"encoder.hiera_depth": 2, "decoder.hiera_depth": 2})
+    plain = _tiny(scales="[8]", **{"encoder.hiera_depth": 0, "decoder.hiera_depth": 0})
+    assert hiera.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(hiera.state_dict())
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(hiera(x, sample=False)[0], plain(x, sample=False)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"latent": "all"}, {"position": "learned"}, {"downsample": "conv"}])
+def test_save_and_load_pretrained_exactly(tmp_path, overrides):
+    model = _tiny(**overrides)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        recon, post = model(x, sample=False)
+    model.save_pretrained(tmp_path / "export")
+    loaded = Tokenizer.from_pretrained(tmp_path / "export")
+    with torch.no_grad():
+        recon2, post2 = loaded(x, sample=False)
+    assert torch.equal(recon, recon2) and torch.equal(post.mean, post2.mean)
+    assert json.loads((tmp_path / "export" / "config.json").read_text())["model"]["scales"] == list(model.config.scales)
+
+
+def test_shapes_and_latent_options():
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    for latent, tokens in (("finest", 64), ("all", 85)):
+        model = _tiny(latent=latent)
+        z = model.encode(x)
+        assert z.shape == (3, tokens, 8) == (3, *model.latent_shape)
+        assert model.decode(z).shape == x.shape
+    z_sample = model.encode(x, sample=True, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(z_sample, model.encode(x))
+
+
+def test_grad_checkpointing_matches_gradients():
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    grads = []
+    for ckpt in (False, True):
+        model = _tiny(grad_checkpointing=str(ckpt).lower()).train()
+        recon, post = model(x, sample=False)
+        (recon.square().mean() + post.kl()).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_rope_positions_are_cell_centres():
+    pos = sequence_positions([1, 2, 4])
+    assert pos[0].tolist() == [1.5, 1.5]  # the single coarsest cell sits at the grid centre
+    assert pos[1].tolist() == [0.5, 0.5] and pos[5].tolist() == [0.0, 0.0]
+    cos, sin = rope_angles(pos, 32, 100.0)
+    assert cos.shape == (21, 16) and torch.allclose(cos.square() + sin.square(), torch.ones(()))
+
+
+def test_rope_is_relative():
+    """RoPE scores depend on position differences only: shifting every position changes nothing."""
+    from hieratok.models.rope import apply_rope
+
+    q, k = torch.randn(1, 1, 5, 16), torch.randn(1, 1, 5, 16)
+    pos = torch.rand(5, 2) * 8
+    scores = []
+    for shift in (0.0, 3.25):
+        cos, sin = rope_angles(pos + shift, 16, 100.0)
+        scores.append(apply_rope(q, cos, sin) @ apply_rope(k, cos, sin).transpose(-1, -2))
+    torch.testing.assert_close(scores[0], scores[1], rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_layout_uses_sdpa_mask():
+    layout = build_layout([1, 4], torch.device("cpu"))
+    assert layout.block_mask is None and layout.mask.shape == (5, 5)
+    assert build_layout([64], torch.device("cpu")).mask is None
+
+
+VITOK = {"S": 43.3e6, "B": 85.8e6, "L": 383.7e6}
+
+
+@pytest.mark.parametrize("preset,enc,dec,total", [
+    ("hieratok_s_b16", "S", "B", 129.0e6),
+    ("vitok_s_b16", "S", "B", 129.0e6),
+    ("hieratok_s_l16", "S", "L", None),
+])
+def test_parameter_counts_match_vitok(preset, enc, dec, total):
+    from hieratok.models.info import tokenizer_info
+
+    info = tokenizer_info(load_config(f"configs/tokenizer/{preset}.yaml").model)
+    assert abs(info["params"]["encoder"] / VITOK[enc] - 1) < 0.03
+    assert abs(info["params"]["decoder"] / VITOK[dec] - 1) < 0.03
+    if total:
+        assert abs(info["params"]["total"] / total - 1) < 0.03
+
+
+def test_model_info_cli_json():
+    out = subprocess.run([sys.executable, "-m", "hieratok", "model-info", "--config",
+                          "configs/tokenizer/tiny_hieratok.yaml", "--json"], capture_output=True, text=True, check=True)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["tokens_per_scale"] == [1, 4, 16, 64] and info["latent_shape"] == [64, 8]
+    assert info["params"]["total"] == info["params"]["encoder"] + info["params"]["decoder"]
+    assert 100_000 < info["params"]["total"] < 1_000_000
+
+
+@pytest.mark.gpu
+def test_flex_attention_agrees_with_sdpa_bf16():
+    from hieratok.models.attention import AttentionLayout
+
+    counts = [1, 4, 16, 64, 256]
+    q, k, v = (torch.randn(2, 12, sum(counts), 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    flex = build_layout(counts, torch.device("cuda"), "flex")
+    sdpa = AttentionLayout(mask=scale_causal_mask(counts).cuda())
+    assert flex.block_mask is not None
+    torch.testing.assert_close(flex(q, k, v).float(), sdpa(q, k, v).float(), rtol=2e-2, atol=2e-2)
