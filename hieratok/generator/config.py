@@ -9,12 +9,18 @@ class GeneratorModelConfig:
     width: int = 768
     depth: int = 12
     heads: int = 12
-    mlp_ratio: float = 4.0
+    mlp_ratio: float = 4.0  # SwiGLU hidden = 2/3 * mlp_ratio * width, rounded to a multiple of 8
     num_classes: int = 1000
     # the tokenizer whose latents this generator models: a run dir or an export dir
     # (null: the one recorded in the latent cache)
     tokenizer: str | None = None
     grad_checkpointing: bool = False
+    # the latent the generator models: latent_grid x latent_grid tokens of latent_channels, patch 1
+    latent_channels: int = 16
+    latent_grid: int = 16
+    rope_theta: float = 10000.0
+    # no latent cache (data.format mds/wds): per-channel stats are measured on this many images first
+    stats_images: int = 1024
 
 
 @dataclass
