@@ -1,13 +1,74 @@
-"""`hieratok launch`: lands with its issue; until then it says so instead of pretending."""
+"""`hieratok launch`: submit training to SLURM (or run it here) with submitit, requeued on timeout
+or preemption. `--dry-run` prints the sbatch script instead of submitting it."""
 from __future__ import annotations
 
 import sys
 
 
 def add_arguments(p) -> None:
-    pass
+    p.add_argument("--config", help="preset or run config YAML (optional when --array lists config files)")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=1000")
+    p.add_argument("--executor", choices=("slurm", "local"), required=True,
+                   help="slurm: sbatch through submitit; local: submitit's local executor on this machine")
+    p.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
+    p.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node; one task (rank) per GPU")
+    p.add_argument("--tasks-per-node", type=int, default=None,
+                   help="tasks (ranks) per node without GPUs, e.g. on CPU-only clusters (default: GPUs per node, or 1)")
+    p.add_argument("--cpus-per-task", type=int, default=None, help="CPUs per task (default: SLURM's)")
+    p.add_argument("--partition", default=None, help="SLURM partition")
+    p.add_argument("--time", type=int, default=60, help="time limit in minutes (default 60); "
+                   "the job checkpoints and requeues itself before it")
+    p.add_argument("--account", default=None, help="SLURM account")
+    p.add_argument("--qos", default=None, help="SLURM quality of service")
+    p.add_argument("--array", default=None, metavar="CONFIGS_OR_SEEDS",
+                   help="a job array: seeds (0-3 or 0,1,5; sets train.seed) or config files (a.yaml,b.yaml); "
+                        "one run dir each under --run-dir")
+    p.add_argument("--max-requeues", type=int, default=3,
+                   help="requeues on timeout or preemption before the job gives up (default 3)")
+    p.add_argument("--run-dir", default=None, help="run directory (default: runs/<config name>); "
+                   "a requeued or relaunched job resumes from its checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the sbatch script and submit nothing")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the jobs to finish and report their outcome (always so with --executor local)")
 
 
 def run(args) -> int:
-    print("hieratok launch: not yet available in this version", file=sys.stderr)
-    return 2
+    from cluster.launch import Resources, make_plan, sbatch_script, submit, submitit_command
+
+    resources = Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node, tasks_per_node=args.tasks_per_node,
+                          cpus_per_task=args.cpus_per_task, partition=args.partition, time_min=args.time,
+                          account=args.account, qos=args.qos, max_requeues=args.max_requeues)
+    plan = make_plan(args.config, args.overrides, resources, array=args.array, run_dir=args.run_dir)
+    if args.dry_run:
+        for run in plan.runs:
+            print(f"# {run.name}: run dir {run.run_dir}", file=sys.stderr)
+        if args.executor == "slurm":
+            print(sbatch_script(plan).rstrip("\n"))
+        else:
+            print(f"# local executor: {resources.tasks_per_node} task(s) of\n{submitit_command(plan.folder)}")
+        return 0
+
+    jobs = submit(args.executor, plan)
+    where = "SLURM job" if args.executor == "slurm" else "local job"
+    for job, run in zip(jobs, plan.runs):
+        print(f"submitted {where} {job.job_id} ({resources.world_size} task(s) on {resources.nodes} node(s)): "
+              f"run dir {run.run_dir}")
+        print(f"  log of task 0: {job.paths.stdout}".replace("%t", "0"))
+    if not (args.wait or args.executor == "local"):
+        return 0
+    return _wait_and_report(jobs, plan)
+
+
+def _wait_and_report(jobs, plan) -> int:
+    failed = 0
+    for job, run in zip(jobs, plan.runs):
+        try:
+            outcomes = job.results()
+        except Exception as e:  # noqa: BLE001 - submitit raises the job's own error types
+            failed += 1
+            print(f"job {job.job_id} ({run.name}) failed: {e}", file=sys.stderr)
+            continue
+        first = outcomes[0]
+        print(f"job {job.job_id} ({run.name}) finished at step {first.step} after {first.requeues} requeue(s): "
+              f"{run.run_dir}")
+    return 1 if failed else 0

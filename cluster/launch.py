@@ -1,0 +1,196 @@
+"""Submit training runs with submitit: to SLURM, or to this machine with submitit's local executor.
+
+One task per GPU (tasks_per_node = gpus_per_node; CPU-only clusters say --tasks-per-node), each
+task one rank of torch.distributed (cluster/slurm_env.py), each run requeued on timeout or
+preemption (cluster/training_job.py). A job array runs several seeds or configs, one run dir each.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from cluster.training_job import DEFAULT_TRAIN_FN, TrainingJob
+from hieratok.config.errors import ConfigError
+from hieratok.config.loader import load_config, resolve_preset_path
+
+EXECUTORS = ("slurm", "local")
+
+
+@dataclass
+class Resources:
+    nodes: int = 1
+    gpus_per_node: int = 0
+    tasks_per_node: int | None = None  # default: gpus_per_node, or 1 without GPUs
+    cpus_per_task: int | None = None
+    partition: str | None = None
+    time_min: int = 60
+    account: str | None = None
+    qos: str | None = None
+    signal_delay_s: int = 90  # USR2 this long before the time limit: room to checkpoint
+    max_requeues: int = 3
+
+    def __post_init__(self):
+        for flag, value in (("--nodes", self.nodes), ("--time", self.time_min), ("signal delay", self.signal_delay_s)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be at least 1, got {value}")
+        if self.gpus_per_node < 0 or self.max_requeues < 0:
+            raise ConfigError("--gpus-per-node and --max-requeues cannot be negative")
+        if self.gpus_per_node and self.tasks_per_node not in (None, self.gpus_per_node):
+            raise ConfigError(f"--tasks-per-node {self.tasks_per_node} disagrees with --gpus-per-node "
+                              f"{self.gpus_per_node}: a job runs one task per GPU")
+        if self.tasks_per_node is None:
+            self.tasks_per_node = self.gpus_per_node or 1
+        if self.tasks_per_node < 1 or (self.cpus_per_task is not None and self.cpus_per_task < 1):
+            raise ConfigError("--tasks-per-node and --cpus-per-task must be at least 1")
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.tasks_per_node
+
+
+@dataclass
+class RunSpec:
+    """One run of a launch: its name in an array, its resolved config and its run dir."""
+    name: str
+    config: dict
+    run_dir: Path
+
+
+@dataclass
+class LaunchPlan:
+    runs: list[RunSpec]
+    folder: Path  # submitit's folder: pickles, sbatch scripts, logs
+    job_name: str
+    resources: Resources
+    train_fn: str = DEFAULT_TRAIN_FN
+
+
+def parse_array(spec: str) -> tuple[str, list[str]]:
+    """'0-3' / '0,2,5' -> ('seed', ['0','1',...]); 'a.yaml,b.yaml' -> ('config', paths)."""
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    if not items:
+        raise ConfigError(f"--array '{spec}' is empty; give seeds (0-3 or 0,1,2) or config files (a.yaml,b.yaml)")
+    if all(re.fullmatch(r"\d+(-\d+)?", s) for s in items):
+        seeds: list[str] = []
+        for s in items:
+            lo, _, hi = s.partition("-")
+            if hi and int(hi) < int(lo):
+                raise ConfigError(f"--array range '{s}' goes down; write {hi}-{lo}")
+            seeds.extend(str(n) for n in range(int(lo), int(hi or lo) + 1))
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"--array '{spec}' repeats a seed")
+        return "seed", seeds
+    for s in items:
+        resolve_preset_path(s)  # names a missing file now, not on the cluster
+    return "config", items
+
+
+def _resolved(config_path: str | None, overrides: list[str]) -> dict:
+    cfg = load_config(config_path, overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def plan_runs(config: str | None, overrides: list[str], array: str | None, run_dir: str | None) -> list[RunSpec]:
+    """Resolve and validate every run's config here, so a bad key fails at submission, not in the queue."""
+    if config is None and array is None:
+        raise ConfigError("give --config FILE (or --array of config files)")
+    if array is None:
+        base = Path(run_dir) if run_dir else Path("runs") / Path(config).stem
+        return [RunSpec("run", _resolved(config, overrides), base.resolve())]
+    kind, items = parse_array(array)
+    if kind == "seed" and config is None:
+        raise ConfigError("--array of seeds needs --config FILE")
+    base = Path(run_dir) if run_dir else Path("runs") / (Path(config).stem if config else "array")
+    runs = []
+    for item in items:
+        if kind == "seed":
+            runs.append(RunSpec(f"seed{item}", _resolved(config, [*overrides, f"train.seed={item}"]),
+                                (base / f"seed{item}").resolve()))
+        else:
+            runs.append(RunSpec(Path(item).stem, _resolved(item, overrides), (base / Path(item).stem).resolve()))
+    names = [r.name for r in runs]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise ConfigError(f"--array configs share the file name(s) {clashes}: their run dirs would clash")
+    return runs
+
+
+def _job_name(runs: list[RunSpec], run_dir: str | None, config: str | None) -> str:
+    stem = Path(run_dir).name if run_dir else Path(config or runs[0].name).stem
+    return "hieratok-" + (re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "run")  # no quoting games in #SBATCH lines
+
+
+def make_plan(config: str | None, overrides: list[str], resources: Resources, array: str | None = None,
+              run_dir: str | None = None, train_fn: str = DEFAULT_TRAIN_FN) -> LaunchPlan:
+    runs = plan_runs(config, overrides, array, run_dir)
+    folder = (runs[0].run_dir.parent if array else runs[0].run_dir) / "submitit"
+    return LaunchPlan(runs=runs, folder=folder, job_name=_job_name(runs, run_dir, config),
+                      resources=resources, train_fn=train_fn)
+
+
+def slurm_parameters(plan: LaunchPlan) -> dict:
+    """submitit's SlurmExecutor parameters (SLURM's own names), used to submit and to --dry-run alike."""
+    r = plan.resources
+    params = {
+        "job_name": plan.job_name,
+        "time": r.time_min,
+        "nodes": r.nodes,
+        "ntasks_per_node": r.tasks_per_node,
+        "signal_delay_s": r.signal_delay_s,
+        "additional_parameters": {"requeue": True},
+    }
+    optional = {"cpus_per_task": r.cpus_per_task, "gpus_per_node": r.gpus_per_node or None,
+                "partition": r.partition, "account": r.account, "qos": r.qos}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
+
+
+def submitit_command(folder: Path) -> str:
+    """The command the sbatch script runs under srun (what SlurmExecutor itself builds)."""
+    return " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+
+
+def sbatch_script(plan: LaunchPlan) -> str:
+    """The sbatch script submitit would submit for this plan (submitit writes it the same way)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    array = len(plan.runs) if len(plan.runs) > 1 else None
+    return _make_sbatch_string(command=submitit_command(plan.folder), folder=plan.folder, map_count=array,
+                               **slurm_parameters(plan))
+
+
+def make_executor(kind: str, plan: LaunchPlan):
+    import submitit
+
+    r = plan.resources
+    if kind == "slurm":
+        executor = submitit.SlurmExecutor(folder=plan.folder, max_num_timeout=r.max_requeues)
+        executor.update_parameters(**slurm_parameters(plan))
+        return executor
+    if kind == "local":
+        if r.nodes != 1:
+            raise ConfigError(f"--executor local runs on this machine only: --nodes must be 1, got {r.nodes}")
+        executor = submitit.LocalExecutor(folder=plan.folder, max_num_timeout=r.max_requeues)
+        executor.update_parameters(timeout_min=r.time_min, tasks_per_node=r.tasks_per_node,
+                                   gpus_per_node=r.gpus_per_node, signal_delay_s=r.signal_delay_s)
+        return executor
+    raise ConfigError(f"unknown executor '{kind}'; valid executors: {', '.join(EXECUTORS)}")
+
+
+def submit(kind: str, plan: LaunchPlan) -> list:
+    """Submit every run of the plan (an array when there are several); returns submitit Jobs."""
+    executor = make_executor(kind, plan)
+    jobs_to_run = [TrainingJob(run.config, str(run.run_dir), plan.resources.max_requeues, plan.train_fn)
+                   for run in plan.runs]
+    for run in plan.runs:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+    if len(jobs_to_run) == 1:
+        return [executor.submit(jobs_to_run[0])]
+    with executor.batch():  # one SLURM job array
+        jobs = [executor.submit(j) for j in jobs_to_run]
+    return jobs

@@ -1,0 +1,49 @@
+"""The one-node SLURM testbed as the tests see it: a fixture that skips (saying why) when it is not
+running, and waits on job states as `sacct` reports them. `.ci/run` starts the testbed, so in CI
+these tests run. Test files import the fixture: `from slurm_cluster import slurm_cluster`."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+TESTBED = Path(__file__).resolve().parents[1] / "cluster" / "slurm_testbed.sh"
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+                "BOOT_FAIL", "DEADLINE"}
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    if shutil.which("sbatch") is None:
+        pytest.skip("SLURM is not installed; start the testbed with `sudo cluster/slurm_testbed.sh` "
+                    "(.ci/run does this)")
+    status = subprocess.run(["bash", str(TESTBED), "status"], capture_output=True, text=True)
+    if status.returncode != 0:
+        pytest.skip(f"the SLURM testbed is not running ({status.stdout.strip() or status.stderr.strip()}); "
+                    "start it with `sudo cluster/slurm_testbed.sh`")
+    return TESTBED
+
+
+def job_state(job_id: str) -> str:
+    """The job's state from accounting, e.g. RUNNING, PENDING, REQUEUED, COMPLETED ('' until known)."""
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", str(job_id), "-o", "State"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return out[0].split()[0] if out else ""
+
+
+def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise TimeoutError(f"gave up after {timeout_s:.0f} s waiting for {what}")
+
+
+def wait_for_final_state(job_id: str, timeout_s: float = 240) -> str:
+    return wait_until(lambda: (s := job_state(job_id)) in FINAL_STATES and s, timeout_s,
+                      f"SLURM job {job_id} to finish")
