@@ -1,13 +1,37 @@
-"""`hieratok train`: lands with its issue; until then it says so instead of pretending."""
+"""`hieratok train --config FILE [key=value ...] [--run-dir DIR]` (distributed under torchrun)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    pass
+    p.add_argument("--config", help="preset or run config YAML (default: RUN_DIR/config.yaml when resuming)")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=1000")
+    p.add_argument("--run-dir", default=None, help="run directory (default: runs/<config name>); "
+                   "resumes automatically when it holds a checkpoint")
 
 
 def run(args) -> int:
-    print("hieratok train: not yet available in this version", file=sys.stderr)
-    return 2
+    from hieratok.train.entry import train
+    from hieratok.train.loop import NonFiniteLossError
+    from hieratok.train.run_dir import config_for_run
+
+    if args.run_dir is None and args.config is None:
+        print("hieratok train: give --config FILE, or --run-dir DIR of a run to resume", file=sys.stderr)
+        return 2
+    run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)
+    cfg = config_for_run(run_dir, args.config, args.overrides)
+    try:
+        result = train(cfg, run_dir)
+    except NonFiniteLossError as e:
+        print(f"hieratok train: {e}", file=sys.stderr)
+        return 3
+    finally:
+        from hieratok.train.distributed import shutdown
+
+        shutdown()
+    if result.preempted:
+        print(f"hieratok train: stopped at step {result.step} with a checkpoint; rerun the same command to resume",
+              file=sys.stderr)
+    return 0

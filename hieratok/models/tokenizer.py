@@ -131,10 +131,14 @@ class Tokenizer(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def forward(self, images: torch.Tensor, sample: bool = True,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, DiagonalGaussian]:
+    def forward(self, images: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None) -> tuple[torch.Tensor, DiagonalGaussian]:
+        """(reconstruction, posterior). `noise` (standard normal, latent-shaped) fixes the posterior sample."""
         post = self.encoder(images)
-        z = post.sample(generator) if sample else post.mode()
+        if noise is not None:
+            z = post.mean + post.std * noise.to(post.mean.dtype)
+        else:
+            z = post.sample(generator) if sample else post.mode()
         return self.decoder(z), post
 
     @property

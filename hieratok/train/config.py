@@ -21,6 +21,8 @@ class TrainConfig:
     max_nonfinite_steps: int = 5  # abort after this many NaN/Inf steps in a row
     stage: int = 1  # 2: freeze the encoder and fine-tune the decoder (tokenizer runs)
     init_from: str | None = None  # run dir or export whose weights start this run (stage 2)
+    # end this invocation after this step, with a checkpoint, as a preemption would (time-boxed jobs)
+    stop_at_step: int | None = None
     compile: bool = False
     activation_checkpointing: bool = False
     # test hook: make the loss NaN at these steps, to exercise the non-finite guard end to end
@@ -55,4 +57,6 @@ class WandbConfig:
 class LoggingConfig:
     every_steps: int = 50
     progress: bool = True
+    # write the sample keys of every micro-batch to keys_rank<R>.jsonl (data-accounting audits and tests)
+    record_keys: bool = False
     wandb: WandbConfig = field(default_factory=WandbConfig)

@@ -22,5 +22,6 @@ class Task(Protocol):
     def compute_loss(self, model: nn.Module, batch: dict, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(scalar loss to backpropagate, detached scalar terms to log) for one micro-batch."""
 
-    def export(self, state_dict: dict[str, torch.Tensor], directory) -> None:
-        """Write `model.safetensors` + `config.json` from a full (unsharded, CPU) model state dict."""
+    def export(self, state_dict: dict[str, torch.Tensor], directory, extra: dict | None = None) -> None:
+        """Write `model.safetensors` + `config.json` (config plus `extra`, e.g. {"weights": "ema"}) from a
+        full (unsharded, CPU) model state dict."""

@@ -1,0 +1,95 @@
+"""`train(cfg, run_dir)`: assemble a run from its parts and run it; resumes from `latest`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from hieratok.train.backends import build_backend
+from hieratok.train.backends.base import wrap_aux_ddp
+from hieratok.train.checkpoint_dirs import CheckpointDirs, read_trainer_state
+from hieratok.train.checkpointer import Checkpointer
+from hieratok.train.distributed import barrier, init_distributed
+from hieratok.train.loop import LoopState, TrainLoop, TrainResult
+from hieratok.train.monitor import Monitor
+from hieratok.train.randomness import seed_everything
+from hieratok.train.run_dir import write_config
+from hieratok.train.signals import PreemptionGuard
+from hieratok.train.tasks import build_task
+
+
+def train(cfg, run_dir: str | Path) -> TrainResult:
+    run_dir = Path(run_dir)
+    info = init_distributed(force_process_group=cfg.dist.backend != "ddp", timeout_s=cfg.dist.timeout_s)
+    seed_everything(cfg.train.seed)  # identical initial weights on every rank (FSDP2 does not broadcast)
+    dirs = CheckpointDirs(run_dir, cfg.checkpoint.keep_last)
+    if info.is_main:
+        write_config(run_dir, cfg)
+        dirs.remove_stale_staging()
+    barrier()
+    latest = dirs.latest()
+    saved_world = read_trainer_state(latest)["world_size"] if latest else info.world_size
+
+    task = build_task(cfg)
+    extra = {"universal_resume": saved_world != info.world_size} if cfg.dist.backend == "deepspeed" else {}
+    backend = build_backend(cfg.dist.backend, model=task.build_model(), task=task, cfg=cfg, info=info, **extra)
+    aux = _build_aux(task, backend, info, cfg)
+    seed_everything(cfg.train.seed + info.rank)
+    if cfg.train.compile:
+        for block in task.block_modules(backend.module):
+            block.compile()
+    task.to(info.device)
+
+    from data_pipeline import build_loader
+
+    loader = build_loader(cfg.data, info.rank, info.world_size, cfg.train.seed,
+                          batch_size=cfg.train.micro_batch_size, train=True)
+    holder: dict = {}
+    checkpointer = Checkpointer(cfg, run_dir, info, backend, lambda: holder["monitor"].wandb_run_id)
+    state, wandb_id = LoopState(), None
+    if latest is not None:
+        state, saved = checkpointer.restore(latest, loader)
+        wandb_id = saved.get("wandb_run_id")
+    monitor = holder["monitor"] = Monitor(cfg, run_dir, info.is_main, state.step, wandb_id)
+    guard = PreemptionGuard()
+    if cfg.checkpoint.on_signal:
+        guard.install()
+    loop = TrainLoop(cfg=cfg, run_dir=run_dir, info=info, task=task, backend=backend, loader=loader,
+                     monitor=monitor, checkpointer=checkpointer, guard=guard, state=state, aux=aux)
+    try:
+        result = loop.run()
+    finally:
+        loop.close()
+        monitor.close()
+    if result.preempted:
+        guard.forward_to_previous_handler()  # e.g. submitit's requeue, now that the checkpoint is safe
+        return result
+    guard.uninstall()
+    export(task, backend, run_dir, info)
+    return result
+
+
+def _build_aux(task, backend, info, cfg) -> dict:
+    """Auxiliary models (the discriminator): DDP-wrapped, their own AdamW, checkpointed by the backend."""
+    aux = {}
+    for name, (module, lr) in (task.aux_modules() if hasattr(task, "aux_modules") else {}).items():
+        wrapped = wrap_aux_ddp(module, info)
+        opt = torch.optim.AdamW(module.parameters(), lr=lr, betas=tuple(cfg.train.betas),
+                                weight_decay=cfg.train.weight_decay)
+        for g in opt.param_groups:
+            g["base_lr"] = lr
+        backend.aux[name] = (module, opt)
+        task.bind_aux(name, wrapped)
+        aux[name] = (wrapped, opt)
+    return aux
+
+
+def export(task, backend, run_dir: Path, info) -> Path:
+    """Collective: `export/model.safetensors` + `config.json`, EMA weights when EMA is on."""
+    use_ema = backend.ema is not None
+    state = backend.export_state_dict(use_ema=use_ema)
+    out = run_dir / "export"
+    if info.is_main:
+        task.export(state, out, {"weights": "ema" if use_ema else "raw"})
+    barrier()
+    return out

@@ -1,0 +1,179 @@
+"""The optimisation loop: accumulation, mixed precision, non-finite guard, logging, checkpoints."""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hieratok.train.distributed import all_reduce_sum
+from hieratok.train.optim import lr_at, scaled_lr
+
+
+@dataclass
+class TrainResult:
+    step: int
+    preempted: bool = False
+    signal: int | None = None
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint must restore besides the tensors."""
+
+    step: int = 0
+    samples_seen: int = 0
+    nonfinite_total: int = 0
+    nonfinite_in_a_row: int = 0
+
+
+class TrainLoop:
+    def __init__(self, *, cfg, run_dir: Path, info, task, backend, loader, monitor, checkpointer, guard,
+                 state: LoopState, aux: dict):
+        self.cfg, self.run_dir, self.info = cfg, run_dir, info
+        self.task, self.backend, self.loader = task, backend, loader
+        self.monitor, self.checkpointer, self.guard, self.state = monitor, checkpointer, guard, state
+        self.aux = aux  # name -> (wrapped module, optimizer)
+        t = cfg.train
+        self.accum = t.global_batch_size // (t.micro_batch_size * info.world_size)
+        if self.accum * t.micro_batch_size * info.world_size != t.global_batch_size:
+            raise ValueError(
+                f"train.global_batch_size {t.global_batch_size} is not micro_batch_size {t.micro_batch_size} "
+                f"x world size {info.world_size} x an integer number of accumulation steps"
+            )
+        self._iter = None
+        self._keys_file = (run_dir / f"keys_rank{info.rank}.jsonl").open("a") if cfg.logging.record_keys else None
+
+    # --- data ----------------------------------------------------------------------------------
+    def _next_batch(self) -> tuple[dict, float]:
+        t0 = time.perf_counter()
+        while True:
+            if self._iter is None:
+                self._iter = iter(self.loader)
+            try:
+                batch = next(self._iter)
+                break
+            except StopIteration:  # epoch boundary: the loader starts the next epoch
+                self._iter = None
+        return batch, time.perf_counter() - t0
+
+    def _autocast(self):
+        if self.cfg.dist.mixed_precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(self.info.device.type, dtype=torch.bfloat16)
+
+    # --- one optimizer step --------------------------------------------------------------------
+    def _train_step(self, step: int) -> dict[str, float]:
+        backend, task = self.backend, self.task
+        lr = lr_at(step, self.cfg.train)
+        backend.set_lr(lr)
+        schedule_factor = lr / max(scaled_lr(self.cfg.train), 1e-30)
+        for _, opt in self.aux.values():  # auxiliary models follow the same warm-up and decay
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * schedule_factor
+        sums: dict[str, torch.Tensor] = {}
+        data_wait = 0.0
+        for micro in range(self.accum):
+            batch, wait = self._next_batch()
+            data_wait += wait
+            if self._keys_file is not None:
+                self._keys_file.write(json.dumps({"step": step, "micro": micro, "keys": list(batch["key"])}) + "\n")
+            batch = task.prepare_batch(batch, self.info.device)
+            last = micro == self.accum - 1
+            with backend.accumulate(last):
+                with self._autocast():
+                    loss, terms = task.compute_loss(backend.model, batch, step)
+                if step in self.cfg.train.inject_nan_at_steps:
+                    loss = loss * float("nan")
+                    terms["loss"] = loss.detach()
+                backend.backward(loss, self.accum)
+                with self._autocast():
+                    aux = task.aux_losses(step) if hasattr(task, "aux_losses") else {}
+                for name, (aux_loss, aux_terms) in aux.items():
+                    wrapped = self.aux[name][0]
+                    sync = contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+                    with sync:
+                        (aux_loss / self.accum).backward()
+                    terms.update(aux_terms)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.float()
+        # one all-reduce per step carries the logged terms, the non-finite flag and the stop request
+        names = sorted(sums)
+        local_bad = float(not all(torch.isfinite(sums[k]) for k in names))
+        stop_request = float(self.guard.requested)
+        packed = torch.stack([sums[k] for k in names] + [torch.tensor(local_bad), torch.tensor(stop_request)])
+        packed = all_reduce_sum(packed.to(self.info.device).double()).cpu()
+        scale = self.accum * self.info.world_size
+        scalars = {k: float(packed[i]) / scale for i, k in enumerate(names)}
+        any_bad, any_stop = packed[-2].item() > 0, packed[-1].item() > 0
+        grad_norm = backend.clip_grad_norm(self.cfg.train.grad_clip)
+        norm_ok = bool(torch.isfinite(grad_norm)) or backend.name == "deepspeed"
+        applied = not any_bad and norm_ok and backend.step()  # DeepSpeed may still find inf/nan gradients
+        if applied:
+            for _, opt in self.aux.values():
+                opt.step()
+            self.state.nonfinite_in_a_row = 0
+        else:
+            if not norm_ok or any_bad:
+                backend.skip_step()
+            self.state.nonfinite_total += 1
+            self.state.nonfinite_in_a_row += 1
+        for _, opt in self.aux.values():
+            opt.zero_grad(set_to_none=True)
+        if hasattr(backend, "last_grad_norm"):
+            grad_norm = torch.tensor(backend.last_grad_norm())
+        scalars.update(lr=lr, grad_norm=float(grad_norm), nonfinite_steps=self.state.nonfinite_total)
+        self.monitor.add_interval(self.cfg.train.global_batch_size, data_wait)
+        self._stop_requested = any_stop
+        self._step_was_bad = not applied
+        return scalars
+
+    # --- the run -------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        t, st = self.cfg.train, self.state
+        self._stop_requested = False
+        while st.step < t.max_steps:
+            step = st.step + 1
+            scalars = self._train_step(step)
+            st.step, st.samples_seen = step, st.samples_seen + t.global_batch_size
+            if self._step_was_bad:
+                self._on_nonfinite(step, scalars)
+            if self.monitor.should_log(step):
+                self.monitor.log(step, st.samples_seen, scalars)
+            self.monitor.advance(step)
+            periodic = self.cfg.checkpoint.every_steps > 0 and step % self.cfg.checkpoint.every_steps == 0
+            time_boxed = step == t.stop_at_step
+            if periodic or self._stop_requested or time_boxed:
+                self.checkpointer.save(self.state, self.loader)
+            if self._stop_requested or time_boxed:
+                return TrainResult(step=step, preempted=True, signal=self.guard.received)
+        if self.cfg.checkpoint.every_steps <= 0 or st.step % self.cfg.checkpoint.every_steps:
+            self.checkpointer.save(self.state, self.loader)
+        return TrainResult(step=st.step)
+
+    def _on_nonfinite(self, step: int, scalars: dict) -> None:
+        st, limit = self.state, self.cfg.train.max_nonfinite_steps
+        msg = (f"non-finite loss or gradient at step {step} (loss={scalars.get('loss')}, "
+               f"grad_norm={scalars.get('grad_norm')}): step skipped "
+               f"({st.nonfinite_in_a_row} in a row, {st.nonfinite_total} in total)")
+        self.monitor.log_event(step, {"event": "nonfinite_step_skipped", "message": msg})
+        if self.info.is_main:
+            print(f"[hieratok] {msg}", flush=True)
+        if st.nonfinite_in_a_row >= limit:
+            latest = self.checkpointer.dirs.latest()
+            raise NonFiniteLossError(
+                f"{st.nonfinite_in_a_row} non-finite steps in a row (limit train.max_nonfinite_steps={limit}), "
+                f"last at step {step}; the last good checkpoint is kept: {latest}"
+            )
+
+    def close(self) -> None:
+        if self._keys_file is not None:
+            self._keys_file.close()
+
