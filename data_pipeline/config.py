@@ -21,3 +21,9 @@ class DataConfig:
     cache_dir: str | None = None
     random_flip: bool = True
     prefetch_factor: int = 2
+    # WDS only. resampled: every worker draws shards with replacement (statistically equivalent
+    # restarts); false: each pass reads every shard once, split over ranks and workers.
+    wds_resampled: bool = False
+    wds_shuffle_buffer: int = 1000  # samples held by each worker's shuffle buffer (train only)
+    # WDS training epoch length in samples over all ranks; null: the split's sample count
+    wds_epoch_samples: int | None = None

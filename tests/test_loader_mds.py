@@ -1,0 +1,162 @@
+"""MDS loader: batch contract, determinism, augmentation from (seed, epoch, key), exact and elastic
+resume, global-batch invariance across world sizes (ranks simulated in one process), shm cleanup."""
+import multiprocessing as mp
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from data_pipeline import build_loader
+from data_pipeline.config import DataConfig
+
+TRAIN = 144  # samples in embedded_mds/train
+
+
+def _cfg(path, **kw):
+    return DataConfig(path=str(path), format="mds", resolution=32, **{"num_workers": 0, **kw})
+
+
+def _keys(batches):
+    return [k for b in batches for k in b["key"]]
+
+
+def test_batch_contract_and_split_selection(embedded_mds):
+    loader = build_loader(_cfg(embedded_mds), 0, 1, seed=0, batch_size=8)
+    batches = list(loader)
+    b = batches[0]
+    assert b["image"].dtype == torch.float32 and b["image"].shape == (8, 3, 32, 32)
+    assert -1.0 <= b["image"].min() and b["image"].max() <= 1.0 and b["image"].std() > 0.1
+    assert b["label"].dtype == torch.int64 and b["label"].shape == (8,)
+    assert isinstance(b["key"], list) and all(isinstance(k, str) for k in b["key"])
+    assert len(batches) == len(loader) == TRAIN // 8 and len(set(_keys(batches))) == TRAIN
+    val = build_loader(_cfg(embedded_mds), 0, 1, seed=0, batch_size=8, train=False, split="val")
+    assert len(set(_keys(val))) == 48 and not set(_keys(val)) & set(_keys(batches))
+
+
+def test_eval_reads_file_order_with_the_stored_pixels(embedded_mds):
+    from streaming import StreamingDataset
+
+    stock = StreamingDataset(local=str(embedded_mds / "val"), shuffle=False, batch_size=1)
+    loader = build_loader(_cfg(embedded_mds, num_workers=2), 0, 1, seed=5, batch_size=5, train=False, split="val")
+    batches = list(loader)
+    assert _keys(batches) == [stock[i]["key"] for i in range(stock.num_samples)]
+    first = torch.from_numpy(np.array(stock[0]["image"].convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.equal(batches[0]["image"][0], first)  # centre crop of a 32 px image at 32 px, no flip
+
+
+def test_order_is_deterministic_for_a_seed_and_changes_with_it(embedded_mds):
+    def epoch(seed, workers):
+        return _keys(build_loader(_cfg(embedded_mds, num_workers=workers), 0, 1, seed=seed, batch_size=8))
+
+    a = epoch(1, 2)
+    assert a == epoch(1, 2) and a != epoch(2, 2) and sorted(a) == sorted(epoch(2, 2))
+
+
+def _images_by_key(loader, epochs=1):
+    out = []
+    for _ in range(epochs):
+        out.append({k: img for b in loader for k, img in zip(b["key"], b["image"])})
+    return out
+
+
+def test_augmentation_depends_on_seed_epoch_and_key_only(embedded_mds):
+    # the same key must get the same crop/flip as rank 1 of 2 with 2 workers as on 1 rank without workers
+    single = _images_by_key(build_loader(_cfg(embedded_mds), 0, 1, seed=3, batch_size=4), epochs=2)
+    rank1 = _images_by_key(build_loader(_cfg(embedded_mds, num_workers=2), 1, 2, seed=3, batch_size=4))[0]
+    assert rank1 and all(torch.equal(img, single[0][k]) for k, img in rank1.items())
+    flipped = [k for k in single[0] if not torch.equal(single[0][k], single[1][k])]
+    assert flipped and all(torch.equal(single[0][k].flip(-1), single[1][k]) for k in flipped)
+
+
+def _global_steps(path, world, accum, micro, workers=0, seed=0):
+    """Key sets of each global step: `world` simulated ranks, each taking `accum` micro-batches."""
+    per_rank = [[b["key"] for b in build_loader(_cfg(path, num_workers=workers), r, world, seed, batch_size=micro)]
+                for r in range(world)]
+    steps = len(per_rank[0]) // accum
+    return [sorted(k for r in range(world) for b in per_rank[r][s * accum:(s + 1) * accum] for k in b)
+            for s in range(steps)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_global_step_holds_the_same_samples_at_any_world_size(embedded_mds, workers):
+    two_ranks = _global_steps(embedded_mds, world=2, accum=1, micro=4, workers=workers)
+    one_rank = _global_steps(embedded_mds, world=1, accum=2, micro=4, workers=workers)
+    assert two_ranks == one_rank and len(two_ranks) == TRAIN // 8
+
+
+def test_exact_mid_epoch_resume_and_next_epoch(embedded_mds):
+    cfg = _cfg(embedded_mds, num_workers=2)
+    full = build_loader(cfg, 0, 1, seed=4, batch_size=8)
+    epoch0, epoch1 = _keys(full), _keys(full)
+
+    first = build_loader(cfg, 0, 1, seed=4, batch_size=8)
+    it = iter(first)
+    head = [next(it)["key"] for _ in range(5)]
+    state = first.state_dict()
+    assert state["epoch"] == 0 and state["sample_in_epoch"] == 40
+
+    resumed = build_loader(cfg, 0, 1, seed=4, batch_size=8)
+    resumed.load_state_dict(state)
+    assert sum(head, []) + _keys(resumed) == epoch0
+    assert resumed.state_dict()["epoch"] == 1 and resumed.state_dict()["sample_in_epoch"] == 0
+    assert _keys(resumed) == epoch1
+
+
+def test_state_after_the_last_batch_points_at_the_next_epoch(embedded_mds):
+    cfg = _cfg(embedded_mds)
+    loader = build_loader(cfg, 0, 1, seed=0, batch_size=8)
+    epoch0 = _keys(loader)
+    later = build_loader(cfg, 0, 1, seed=0, batch_size=8)
+    later.load_state_dict(loader.state_dict())
+    assert sorted(_keys(later)) == sorted(epoch0) and later.state_dict()["epoch"] == 2
+
+
+def test_elastic_resume_from_two_ranks_to_one_sees_every_sample_once(embedded_mds):
+    cfg = _cfg(embedded_mds)
+    ranks = [build_loader(cfg, r, 2, seed=9, batch_size=4) for r in range(2)]
+    iters = [iter(lo) for lo in ranks]
+    seen = [k for _ in range(7) for it in iters for k in next(it)["key"]]
+    states = [lo.state_dict() for lo in ranks]
+    assert states[0] == states[1] and states[0]["sample_in_epoch"] == 7 * 8
+
+    one = build_loader(cfg, 0, 1, seed=9, batch_size=4)  # same global batch: 2 micro-steps of 4
+    one.load_state_dict(states[0])
+    rest = _keys(one)
+    assert len(seen) + len(rest) == TRAIN == len(set(seen + rest))
+    uninterrupted = _global_steps(embedded_mds, world=1, accum=2, micro=4, seed=9)
+    assert [sorted(rest[i:i + 8]) for i in range(0, len(rest), 8)] == uninterrupted[7:]
+
+
+def _killed_streaming_job(path, prefix):
+    loader = build_loader(_cfg(path), 0, 1, seed=0, batch_size=8, clean_stale_shm=False)
+    prefix.put(_prefix(loader))
+    signal.pause()
+
+
+def _prefix(loader) -> str:
+    return f"{loader.dataset._shm_prefix_int:06d}"  # noqa: SLF001 - the prefix of its /dev/shm segments
+
+
+def _streaming_prefixes():
+    return {n.split("_")[0] for n in os.listdir("/dev/shm") if n.endswith("_locals") and n[:6].isdigit()}
+
+
+def test_stale_shared_memory_of_a_killed_job_is_removed_and_live_memory_kept(embedded_mds):
+    from data_pipeline.shm_cleanup import remove_stale_streaming_shm
+
+    live = build_loader(_cfg(embedded_mds), 0, 1, seed=0, batch_size=8)
+    ctx = mp.get_context("fork")
+    prefix = ctx.Queue()
+    job = ctx.Process(target=_killed_streaming_job, args=(embedded_mds, prefix))
+    job.start()
+    killed = prefix.get(timeout=120)
+    os.kill(job.pid, signal.SIGKILL)
+    job.join()
+    assert killed in _streaming_prefixes()  # SIGKILL left its segments behind
+
+    removed = remove_stale_streaming_shm()
+    assert killed in removed and _prefix(live) not in removed
+    assert killed not in _streaming_prefixes() and _prefix(live) in _streaming_prefixes()
+    assert len(_keys(live)) == TRAIN  # the live dataset still works
