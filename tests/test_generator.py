@@ -24,7 +24,7 @@ def _tiny(seed: int = 0, **overrides) -> Generator:
 # --- model -----------------------------------------------------------------------------------------
 def test_adaln_zero_start_predicts_zero_and_blocks_are_identity():
     model = _tiny()
-    x, t, y = torch.randn(3, 64, 8), torch.rand(3), torch.tensor([0, 5, 10])  # 10 = the null class
+    x, t, y = torch.randn(3, 64, 8), torch.rand(3), torch.tensor([0, 5, 16])  # 16 = the null class
     assert torch.equal(model(x, t, y), torch.zeros_like(x))
     h = torch.randn(3, 64, 64)
     c = model.condition(t, y)
@@ -104,6 +104,8 @@ def test_logit_normal_times_and_label_dropout():
     kept = dropped != 10
     assert torch.equal(dropped[kept], labels[kept])
     assert torch.equal(drop_labels(labels, 0.0, 10), labels)
+    u = torch.tensor([0.05, 0.5, 0.09, 0.99])
+    assert drop_labels(torch.tensor([1, 2, 3, 4]), 0.1, 10, uniform=u).tolist() == [10, 2, 10, 4]
     with pytest.raises(ValueError, match="label_dropout"):
         drop_labels(labels, 1.5, 10)
 
@@ -114,14 +116,18 @@ def test_tiny_model_overfits_a_handful_of_latents():
     labels = torch.arange(4).repeat(2)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
 
+    def loss_at(x0, y, seed):
+        g = torch.Generator().manual_seed(seed)
+        t, noise = sample_time(len(x0), 0.0, 1.0, generator=g), torch.randn(x0.shape, generator=g)
+        return flow_matching_loss(model, x0, y, t, noise)
+
     def held_out_loss() -> float:  # the same (t, noise) draws every time: a deterministic yardstick
         with torch.no_grad():
-            return flow_matching_loss(model, latents.repeat(4, 1, 1), labels.repeat(4), 10,
-                                      generator=torch.Generator().manual_seed(123))[0].item()
+            return loss_at(latents.repeat(4, 1, 1), labels.repeat(4), 123)[0].item()
 
     before = held_out_loss()
     for step in range(160):
-        loss, logs = flow_matching_loss(model, latents, labels, 10, generator=torch.Generator().manual_seed(step))
+        loss, logs = loss_at(latents, labels, step)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -28,38 +28,36 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 
 
-def sample_time(batch: int, mean: float, std: float, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Logit-normal times: sigmoid(N(mean, std^2)), in (0, 1); mean 0, std 1 is SD3 / LightningDiT's choice,
-    which spends the steps in the middle of the path where the velocity is hardest to predict."""
+def logit_normal(z: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """Logit-normal times sigmoid(mean + std z) in (0, 1) from standard-normal draws z. mean 0, std 1 is
+    SD3 / LightningDiT's choice: it spends the steps mid-path, where the velocity is hardest to predict."""
     if std < 0:
         raise ValueError(f"loss.time_std must be >= 0; got {std}")
-    return torch.sigmoid(mean + std * torch.randn(batch, device=device, generator=generator))
+    return torch.sigmoid(mean + std * z)
 
 
-def drop_labels(labels: torch.Tensor, p: float, null_class: int,
+def sample_time(batch: int, mean: float, std: float, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    return logit_normal(torch.randn(batch, device=device, generator=generator), mean, std)
+
+
+def drop_labels(labels: torch.Tensor, p: float, null_class: int, uniform: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace each label by the null class with probability p (classifier-free guidance training)."""
+    """Replace each label by the null class where its uniform draw is < p (classifier-free guidance training).
+    `uniform` [B] in [0, 1): the draws (keyed per sample by the task); None draws them from `generator`."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"loss.label_dropout must lie in [0, 1]; got {p}")
     if p == 0.0:
         return labels
-    drop = torch.rand(labels.shape, device=labels.device, generator=generator) < p
-    return torch.where(drop, torch.full_like(labels, null_class), labels)
+    if uniform is None:
+        uniform = torch.rand(labels.shape, device=labels.device, generator=generator)
+    return torch.where(uniform.to(labels.device) < p, torch.full_like(labels, null_class), labels)
 
 
-def flow_matching_loss(model, x0: torch.Tensor, labels: torch.Tensor, null_class: int, time_mean: float = 0.0,
-                       time_std: float = 1.0, label_dropout: float = 0.0, generator: torch.Generator | None = None
+def flow_matching_loss(model, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Velocity MSE for one batch of normalised latents x0 [B, T, C] and labels [B].
-
-    `model` may be wrapped (DDP, FSDP2, compile), hence the null class is passed in. Returns
-    (loss, detached terms to log). `generator` makes the draw reproducible; None uses the global
-    RNG, which the engine seeds per rank."""
-    b = x0.shape[0]
-    t = sample_time(b, time_mean, time_std, device=x0.device, generator=generator)
-    noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-    labels = drop_labels(labels, label_dropout, null_class, generator)
+    """Velocity MSE for normalised latents x0 [B, T, C], labels [B] (already dropped to the null class
+    where wanted), times t [B] and noise shaped like x0. The caller draws t and noise, so that they can
+    be keyed per sample (independent of rank and world size). Returns (loss, detached terms to log)."""
     pred = model(interpolate(x0, noise, t), t, labels)
     loss = F.mse_loss(pred.float(), velocity_target(x0, noise).float())
-    return loss, {"flow_mse": loss.detach(), "t_mean": t.mean().detach()}
-
+    return loss, {"flow_mse": loss.detach(), "t_mean": t.detach().float().mean()}
