@@ -24,6 +24,41 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+# --- evaluation (FID) fixtures: two small, clearly different image folders and an Inception weights
+# file made for tests (random init, BatchNorm calibrated on these images; see hieratok.eval.weights_for_tests)
+def _fid_test_images(kind: str, n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if kind == "noise":
+        return (torch.rand(n, 3, 32, 32, generator=g) * 255).to(torch.uint8)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    freq, phase = torch.rand(n, 3, 1, 1, generator=g) * 8 + 1, torch.rand(n, 3, 1, 1, generator=g) * 6
+    return ((torch.sin(freq * xx + phase) * torch.cos(freq * yy) * 0.5 + 0.5) * 255).round().to(torch.uint8)
+
+
+@pytest.fixture(scope="session")
+def fid_image_sets(tmp_path_factory):
+    """(smooth/, noise/): 8 PNGs of 32 px each, and their uint8 tensors."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("fid_sets")
+    out = {}
+    for name, seed in (("smooth", 0), ("noise", 1)):
+        images = _fid_test_images(name, 8, seed)
+        (root / name).mkdir()
+        for i, im in enumerate(images):
+            Image.fromarray(im.permute(1, 2, 0).numpy()).save(root / name / f"{i:03d}.png")
+        out[name] = (root / name, images)
+    return out
+
+
+@pytest.fixture(scope="session")
+def test_inception_weights(tmp_path_factory, fid_image_sets):
+    from hieratok.eval.weights_for_tests import make_test_inception_weights
+
+    calib = torch.cat([fid_image_sets["smooth"][1][:4], fid_image_sets["noise"][1][:4]])
+    return make_test_inception_weights(calib, tmp_path_factory.mktemp("weights") / "inception-test-made.pth")
+
+
 # --- data pipeline: small prepared datasets shared by the data tests (32 px crops of `embedded`)
 def _prepare_embedded(tmp_path_factory, fmt: str):
     from data_pipeline.prepare import run_prepare
