@@ -35,7 +35,7 @@ import numpy as np
 from data_pipeline.errors import DataError
 from data_pipeline.latent_stats import STATS_FILE, ChannelStats, stats_document
 from data_pipeline.mds_index import merge_part_indexes
-from data_pipeline.storage import is_remote, join_url, open_destination
+from data_pipeline.storage import is_remote, open_destination
 
 PART_STATS = "stats.json"
 
@@ -116,7 +116,7 @@ def merge_latent_parts(out: str, *, world_size: int, metadata: dict | None = Non
             if shape not in (None, (t, c)):
                 raise DataError(f"latent cache {out}: part {n} holds latents of shape {(t, c)}, others {shape}")
             shape = (t, c)
-    merge_part_indexes([join_url(out, n, "index.json") for n in names], out)
+    merge_part_indexes(out, names)
     doc = stats_document(total, shape or (0, total.channels), metadata or {})
     dest.write_text(STATS_FILE, json.dumps(doc, indent=1))
     return doc

@@ -6,12 +6,13 @@ import logging
 import tempfile
 from pathlib import Path
 
-from data_pipeline.storage import is_remote
+from data_pipeline.storage import is_remote, open_destination
 
 
-def merge_part_indexes(part_index_urls: list[str], out: str) -> None:
-    """Write `out/index.json` listing the shards of every part, in the order given. Each part must
-    be a direct sub-folder of `out`. `out` may be local or s3://."""
+def merge_part_indexes(out: str, parts: list[str]) -> None:
+    """Write `out/index.json` listing the shards of the part folders `out/<part>/`, in the order
+    given. `out` may be local or s3://; remote part indexes are fetched with one client (streaming
+    would open a new client for each) and the merged index is uploaded by streaming."""
     from streaming.base.util import merge_index
 
     root = logging.getLogger()
@@ -19,11 +20,18 @@ def merge_part_indexes(part_index_urls: list[str], out: str) -> None:
     root.setLevel(logging.ERROR)  # merge_index announces its temp folder with a root-logger warning
     try:
         if is_remote(out):
+            dest = open_destination(out)
             with tempfile.TemporaryDirectory(prefix="hieratok-merge-") as tmp:
-                merge_index(part_index_urls, (tmp, out), keep_local=False)
+                local = []
+                for part in parts:
+                    path = Path(tmp, "parts", part, "index.json")
+                    path.parent.mkdir(parents=True)
+                    path.write_text(dest.read_text(f"{part}/index.json"))
+                    local.append(str(path))
+                merge_index(local, (str(Path(tmp, "merged")), out), keep_local=False)
         else:
             (Path(out) / "index.json").unlink(missing_ok=True)  # it will not move over an existing file
-            merge_index(part_index_urls, out)
+            merge_index([str(Path(out, p, "index.json")) for p in parts], out)
     finally:
         root.setLevel(level)
         for h in root.handlers[:]:

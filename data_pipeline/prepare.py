@@ -132,4 +132,4 @@ def _progress_bar(opts: PrepareOptions, total: int, already: int):
 def _merge_mds_indexes(plan: Plan, out: str) -> None:
     for split in plan.splits:
         parts = sorted((p for p in plan.parts if p.split == split), key=lambda p: p.index)
-        merge_part_indexes([join_url(out, p.rel_path("mds"), "index.json") for p in parts], join_url(out, split))
+        merge_part_indexes(join_url(out, split), [p.rel_path("mds").rsplit("/", 1)[-1] for p in parts])

@@ -11,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from data_pipeline.errors import DataError
+
 
 def is_remote(url: str) -> bool:
     return url.startswith("s3://")
@@ -93,12 +95,20 @@ class S3Prefix:
         self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=text.encode())
 
     def list(self, rel_dir: str) -> list[str]:
+        from botocore.exceptions import ClientError
+
         prefix = self._key(rel_dir).rstrip("/") + "/" if self._key(rel_dir) else ""
         names: set[str] = set()
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
-            names.update(o["Key"][len(prefix):] for o in page.get("Contents", []))
-            names.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                names.update(o["Key"][len(prefix):] for o in page.get("Contents", []))
+                names.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                endpoint = os.environ.get("S3_ENDPOINT_URL", "the default AWS endpoint")
+                raise DataError(f"S3 bucket '{self.bucket}' of {self.url} does not exist at {endpoint}") from None
+            raise
         return sorted(names)
 
     def publish(self, local_path: Path, rel: str) -> None:
