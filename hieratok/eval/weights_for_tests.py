@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from hieratok.eval.inception import EXTRACTOR_NAME, FID_FEATURE
 from hieratok.eval.provenance import mark_test_made
-from hieratok.losses.lpips import VGG_CHANNELS
+from hieratok.losses.lpips import VGG_CHANNELS, vgg16_features
 
 NOTE = "random-init weights made for tests/demo; metrics are NOT comparable to published numbers"
 
@@ -68,10 +68,8 @@ def make_test_inception_weights(calibration_images: torch.Tensor, out_path: str 
 
 def make_test_vgg16_weights(out_path: str | Path, seed: int = 0) -> Path:
     """torchvision VGG16 `features.*` tensors at random init (the classifier is left out: LPIPS never uses it)."""
-    from torchvision.models import vgg16
-
     torch.manual_seed(seed)
-    state = {f"features.{k}": v for k, v in vgg16(weights=None).features.state_dict().items()}
+    state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, out_path)

@@ -75,6 +75,19 @@ def resolve_lin_weights(path: str | Path | None) -> Path:
     )
 
 
+def vgg16_features() -> nn.Sequential:
+    """torchvision's VGG16 `features` (same indices as its state dict), without building the 120M-parameter
+    classifier; convolutions initialised as torchvision does."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    features = make_layers(cfgs["D"], batch_norm=False)
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return features
+
+
 def _normalize(feat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return feat / (feat.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
 
@@ -84,9 +97,7 @@ class LPIPS(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from torchvision.models import vgg16
-
-        features = vgg16(weights=None).features
+        features = vgg16_features()
         starts = (0, *VGG_SLICE_ENDS[:-1])
         self.slices = nn.ModuleList(nn.Sequential(*features[a:b]) for a, b in zip(starts, VGG_SLICE_ENDS))
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in VGG_CHANNELS)
