@@ -95,3 +95,18 @@ def test_metrics_are_per_image_means_of_the_reconstructions(fid_image_sets):
 def test_unknown_metric_names_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown eval metric.*'fdi'.*valid: rfid, psnr, ssim, lpips"):
         evaluate_reconstruction(_tiny_tokenizer(), [], ["fdi"], 4, "cpu")
+
+
+def test_periodic_evaluator_follows_the_eval_config(fid_image_sets):
+    from hieratok.config.loader import load_config
+    from hieratok.eval.periodic import PeriodicEvaluator
+
+    cfg = load_config("configs/tokenizer/tiny_hieratok.yaml",
+                      ["eval.every_steps=100", "eval.num_images=4", "eval.metrics=[psnr,ssim]", "eval.batch_size=2"])
+    evaluator = PeriodicEvaluator(cfg.eval, cfg.loss.lpips, "cpu")
+    assert [evaluator.due(s) for s in (0, 50, 100, 200)] == [False, False, True, True]
+    images = _images(fid_image_sets["smooth"][1])
+    result = evaluator(_tiny_tokenizer(), [{"image": images[i:i + 2]} for i in range(0, 8, 2)])
+    assert result["num_images"] == 4 and set(result) == {"psnr", "ssim", "num_images"}
+    with pytest.raises(ConfigError, match="lpipz"):
+        PeriodicEvaluator(load_config("configs/tokenizer/tiny_hieratok.yaml", ["eval.metrics=[lpipz]"]).eval)

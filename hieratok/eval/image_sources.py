@@ -115,7 +115,7 @@ class NpzImageSource:
         return int(self._array().shape[0])
 
     def batch(self, start: int, stop: int) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self._array()[start:stop])).permute(0, 3, 1, 2).contiguous()
+        return torch.from_numpy(np.array(self._array()[start:stop])).permute(0, 3, 1, 2).contiguous()  # a writable copy
 
     def iter_batches(self, batch_size: int, start_batch: int = 0, stop_batch: int | None = None):
         yield from _indexed_batches(self, batch_size, start_batch, stop_batch)
