@@ -62,6 +62,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
         from cluster.slurm_env import torch_env_for_submitit_job
 
         os.environ.update(torch_env_for_submitit_job())
+        _one_thread_pool_per_cpu()
         train = resolve_callable(self.train_fn)
         cfg = load_config(raw=copy.deepcopy(self.config))
         result = train(cfg, Path(self.run_dir))
@@ -84,3 +85,13 @@ class TrainingJob(submitit.helpers.Checkpointable):
         again = copy.copy(self)
         again.requeues = self.requeues + 1
         return submitit.helpers.DelayedSubmission(again, *args, **kwargs)
+
+
+def _one_thread_pool_per_cpu() -> None:
+    """As torchrun does: each task's intra-op threads fit the CPUs SLURM gave it (default 1), since
+    tasks that each spin up a thread per core of the node slow each other down many times over."""
+    import torch
+
+    threads = int(os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("OMP_NUM_THREADS") or 1)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)

@@ -52,8 +52,8 @@ def run(args) -> int:
     where = "SLURM job" if args.executor == "slurm" else "local job"
     for job, run in zip(jobs, plan.runs):
         print(f"submitted {where} {job.job_id} ({resources.world_size} task(s) on {resources.nodes} node(s)): "
-              f"run dir {run.run_dir}")
-        print(f"  log of task 0: {job.paths.stdout}".replace("%t", "0"))
+              f"run dir {run.run_dir}", flush=True)
+        print(f"  log of task 0: {job.paths.stdout}".replace("%t", "0"), flush=True)
     if not (args.wait or args.executor == "local"):
         return 0
     return _wait_and_report(jobs, plan)

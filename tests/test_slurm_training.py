@@ -1,0 +1,97 @@
+"""`hieratok launch --executor slurm` on the real one-node SLURM testbed, training the tiny tokenizer:
+a 2-task job is DDP on gloo exactly as torchrun runs it; config values full of shell metacharacters
+reach the job unchanged; a job interrupted twice mid-training (the timeout signal, then
+`scontrol requeue`) checkpoints, is requeued, resumes, and ends with the uninterrupted run's trace."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from cluster.metrics_file import read_metrics
+from hieratok.config.loader import load_config
+from slurm_cluster import job_state, slurm_cluster, wait_until  # noqa: F401
+
+pytestmark = pytest.mark.slurm
+
+CONFIG = "configs/tokenizer/tiny_single.yaml"
+MAX_STEPS = 16
+TIMING_KEYS = {"images_per_s", "data_wait_fraction"}  # wall-clock figures differ run to run
+STRANGE = "a b; echo $(id) 'q' \"dq\" `tick` & | > < * ? ~ \\ %j %t"
+
+
+def overrides(data) -> list[str]:
+    return [f"data.path={data}", f"train.max_steps={MAX_STEPS}", "logging.every_steps=1", "logging.progress=false"]
+
+
+def trace(run_dir) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in read_metrics(run_dir)]
+
+
+@pytest.fixture(scope="module")
+def torchrun_reference(embedded_mds, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("torchrun") / "run"
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                    "-m", "hieratok", "train", "--config", CONFIG, "--run-dir", str(run_dir), *overrides(embedded_mds)],
+                   check=True, capture_output=True, timeout=400)
+    return trace(run_dir)
+
+
+def launch_two_tasks(run_dir, data, *extra) -> tuple[subprocess.Popen, str]:
+    """`hieratok launch ... --wait` in the background; returns it and the SLURM job id it printed."""
+    cli = subprocess.Popen([sys.executable, "-m", "hieratok", "launch", "--config", CONFIG, "--executor", "slurm",
+                            "--tasks-per-node", "2", "--time", "10", "--run-dir", str(run_dir), "--wait",
+                            *overrides(data), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = cli.stdout.readline()
+    match = re.match(r"submitted SLURM job (\d+) \(2 task\(s\) on 1 node\(s\)\)", first)
+    assert match, first + cli.communicate(timeout=60)[0]
+    return cli, match.group(1)
+
+
+@pytest.fixture(scope="module")
+def two_task_run(slurm_cluster, embedded_mds, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("slurm") / "run dir with spaces"
+    cli, job_id = launch_two_tasks(run_dir, embedded_mds, f"logging.wandb.name={STRANGE}")
+    output = cli.communicate(timeout=400)[0]
+    assert cli.returncode == 0, output
+    return run_dir, job_id, output
+
+
+def test_two_task_job_trains_like_torchrun(two_task_run, torchrun_reference):
+    run_dir, job_id, output = two_task_run
+    assert f"job {job_id} (run) finished at step {MAX_STEPS} after 0 requeue(s)" in output
+    assert job_state(job_id) == "COMPLETED"
+    assert len(torchrun_reference) == MAX_STEPS
+    assert trace(run_dir) == torchrun_reference
+
+
+def test_config_values_with_shell_metacharacters_reach_the_job_unchanged(two_task_run):
+    run_dir, _, _ = two_task_run
+    assert load_config(CONFIG, [f"logging.wandb.name={STRANGE}"]).logging.wandb.name == STRANGE
+    assert load_config(run_dir / "config.yaml").logging.wandb.name == STRANGE
+
+
+def test_interrupted_job_requeues_resumes_and_matches_an_uninterrupted_run(slurm_cluster, embedded_mds,
+                                                                          torchrun_reference, tmp_path):
+    run_dir = tmp_path / "run"
+    cli, job_id = launch_two_tasks(run_dir, embedded_mds)
+    steps = lambda: len(read_metrics(run_dir))  # noqa: E731
+
+    wait_until(lambda: steps() >= 4, 240, "the job to train 4 steps")
+    # the time-limit signal: the trainer checkpoints, then submitit's handler requeues the job
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    wait_until(lambda: job_state(job_id) in ("REQUEUED", "PENDING"), 120, "the requeue after USR2")
+    first_stop = steps()
+
+    wait_until(lambda: steps() >= first_stop + 4, 240, "the requeued job to train on")
+    # an operator's requeue (as a preemption does): SIGTERM; the trainer checkpoints, SLURM requeues
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+
+    output = cli.communicate(timeout=400)[0]
+    assert cli.returncode == 0, output
+    # one requeue went through checkpoint(), the other through SLURM itself
+    assert f"job {job_id} (run) finished at step {MAX_STEPS} after 1 requeue(s)" in output
+    rank1_log = (run_dir / "submitit" / f"{job_id}_1_log.out").read_text()
+    stops = [int(s) for s in re.findall(r"preempted at step (\d+)", rank1_log)]
+    assert len(stops) == 2 and stops[0] < stops[1] < MAX_STEPS, rank1_log
+    assert trace(run_dir) == torchrun_reference
