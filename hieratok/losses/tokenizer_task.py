@@ -80,9 +80,9 @@ class TokenizerTask:
 
     def to(self, device: torch.device) -> "TokenizerTask":
         if self.loss_cfg.lpips.weight > 0 and self.lpips is None:
-            from hieratok.losses.lpips import build_lpips
+            from hieratok.losses.lpips import LPIPS
 
-            self.lpips = build_lpips(self.loss_cfg.lpips).to(device)
+            self.lpips = LPIPS.from_config(self.loss_cfg.lpips).to(device)
         return self
 
     # --- the loss -------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
+import string
 import time
 from pathlib import Path
 
@@ -42,8 +44,8 @@ class Monitor:
         import wandb
 
         w = self.cfg.logging.wandb
-        if self.wandb_run_id is None:
-            self.wandb_run_id = wandb.util.generate_id()
+        if self.wandb_run_id is None:  # W&B's own id alphabet; created once, then kept in checkpoints
+            self.wandb_run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
         self.wandb = wandb.init(project=w.project, entity=w.entity, name=w.name, id=self.wandb_run_id,
                                 resume="allow", mode=w.mode, dir=str(run_dir),
                                 config=OmegaConf.to_container(self.cfg, resolve=True))

@@ -1,0 +1,87 @@
+"""Failure handling: non-finite steps are reported and skipped, too many abort with the last good
+checkpoint kept, a checkpoint killed mid-write is never taken as latest, W&B never sees the key."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from train_runs import REPO, env, latest_step, metrics, run_train, tiny_overrides, train_command
+from hieratok.train.checkpoint_dirs import STATE_FILE, CheckpointDirs
+
+
+def test_nan_at_step_k_is_reported_and_skipped(tmp_path, embedded_mds):
+    run_dir = tmp_path / "run"
+    proc = run_train(run_dir, tiny_overrides(embedded_mds, **{"train.max_steps": 8, "train.inject_nan_at_steps": "[5]"}))
+    assert "non-finite loss or gradient at step 5" in proc.stdout + proc.stderr
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in rows if r.get("event") == "nonfinite_step_skipped"]
+    assert [e["step"] for e in events] == [5]
+    by_step = {r["step"]: r for r in metrics(run_dir)}
+    assert by_step[5]["loss"] == "nan" and by_step[5]["nonfinite_steps"] == 1
+    assert by_step[8]["nonfinite_steps"] == 1 and isinstance(by_step[8]["loss"], float)
+
+
+def test_too_many_nonfinite_steps_abort_keeping_last_good_checkpoint(tmp_path, embedded_mds):
+    run_dir = tmp_path / "run"
+    overrides = tiny_overrides(embedded_mds, **{"train.max_steps": 10, "checkpoint.every_steps": 2,
+                                                "train.inject_nan_at_steps": "[5,6]", "train.max_nonfinite_steps": 2})
+    proc = run_train(run_dir, overrides, check=False)
+    assert proc.returncode == 3
+    assert "2 non-finite steps in a row" in proc.stderr and "last at step 6" in proc.stderr
+    assert "step_00000004" in proc.stderr  # names the checkpoint that is kept
+    assert latest_step(run_dir) == 4
+
+
+def test_stale_staging_is_never_latest_and_is_removed(tmp_path):
+    dirs = CheckpointDirs(tmp_path, keep_last=2)
+    for step in (1, 2, 3):
+        staged = dirs.prepare_staging(step)
+        (staged / STATE_FILE).write_text("{}")
+        dirs.publish(step)
+    assert dirs.latest().name == "step_00000003"
+    assert sorted(p.name for p in dirs.root.glob("step_*")) == ["step_00000002", "step_00000003"]
+    half = dirs.prepare_staging(4)
+    (half / "dcp").mkdir()  # a save that died before publication
+    assert dirs.latest().name == "step_00000003"
+    assert dirs.remove_stale_staging() == [half] and not half.exists()
+
+
+def test_kill_during_checkpoint_writes_never_corrupt_latest(tmp_path, embedded_mds):
+    """SIGKILL a run that checkpoints every step at several moments; `latest` always loads and resumes."""
+    run_dir = tmp_path / "run"
+    overrides = tiny_overrides(embedded_mds, **{"checkpoint.every_steps": 1, "checkpoint.keep_last": 2})
+    for delay in (0.0, 0.13, 0.29):
+        proc = subprocess.Popen(train_command(run_dir, overrides), cwd=REPO, env=env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        start = time.time()
+        while time.time() - start < 300 and not (run_dir / "checkpoints" / "latest").exists():
+            time.sleep(0.02)
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        latest = CheckpointDirs(run_dir, 2).latest()
+        assert latest is not None and (latest / STATE_FILE).exists() and (latest / "dcp" / ".metadata").exists()
+    run_train(run_dir, overrides)  # resumes from whatever latest is and finishes
+    assert latest_step(run_dir) == 20
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+
+
+def test_wandb_offline_logs_and_never_records_the_api_key(tmp_path, embedded_mds, monkeypatch):
+    run_dir = tmp_path / "run"
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    overrides = tiny_overrides(embedded_mds, **{"train.max_steps": 4, "logging.wandb.mode": "offline",
+                                                "train.stop_at_step": 2})
+    run_train(run_dir, overrides)
+    first_id = json.loads((run_dir / "checkpoints" / "step_00000002" / STATE_FILE).read_text())["wandb_run_id"]
+    run_train(run_dir, overrides)
+    second_id = json.loads((run_dir / "checkpoints" / "step_00000004" / STATE_FILE).read_text())["wandb_run_id"]
+    assert first_id and first_id == second_id  # the resumed run keeps its W&B run id
+    assert list((run_dir / "wandb").glob(f"offline-run-*-{first_id}"))
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), f"API key leaked into {path}"
