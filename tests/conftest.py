@@ -80,3 +80,27 @@ def embedded_mds(tmp_path_factory):
 def embedded_wds(tmp_path_factory):
     """The same samples as `embedded_mds`, as WebDataset tars."""
     return _prepare_embedded(tmp_path_factory, "wds")
+
+
+# --- generator: a tiny tokenizer export (random init: the plumbing, not its quality, is under test)
+# and the latent cache it makes of embedded_mds/train (144 images + their mirrors)
+@pytest.fixture(scope="session")
+def tiny_tokenizer_export(tmp_path_factory):
+    from hieratok.config.loader import load_config
+    from hieratok.models.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny_tokenizer") / "export"
+    Tokenizer(load_config("configs/tokenizer/tiny_hieratok.yaml").model).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_latent_cache(tmp_path_factory, embedded_mds, tiny_tokenizer_export):
+    """288 rows of [64, 8] latents: embedded_mds train/ encoded with --flip by tiny_tokenizer_export."""
+    from hieratok.generator.latent_cache import encode_dataset
+
+    out = tmp_path_factory.mktemp("tiny_latents") / "cache"
+    encode_dataset(str(tiny_tokenizer_export), str(embedded_mds), str(out), flip=True, split="train",
+                   batch_size=48, num_workers=0)
+    return out

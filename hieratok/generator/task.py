@@ -117,7 +117,7 @@ class GeneratorTask:
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.model_cfg.num_classes):
             raise ValueError(f"a batch holds class label {int(labels.max())} (or {int(labels.min())}): outside "
                              f"[0, model.num_classes={self.model_cfg.num_classes}); keys {list(batch['key'])[:4]}...")
-        if self.from_cache:
+        if "latent" in batch:
             z = batch["latent"].to(device, non_blocking=True)
         else:
             if self.tokenizer is None or self.stats is None:
