@@ -56,3 +56,35 @@ def embedded_sample(seed: int, index: int) -> tuple[str, Image.Image]:
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     return name, Image.fromarray(np.ascontiguousarray(crop))
+
+
+def _export_chunk(root, indices, seed: int, long_side: int, quality: int) -> None:
+    for i in indices:
+        name, img = embedded_sample(seed, i)
+        scale = long_side / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC,
+                         reducing_gap=2.0)
+        path = root / name / f"{i // len(PHOTOS):06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img.save(path, format="JPEG", quality=quality)
+
+
+def export_embedded_folder(root, count: int, *, seed: int = 0, long_side: int = 500, quality: int = 90,
+                           workers: int = 1):
+    """Write `count` embedded samples as full-size JPEG files in ImageNet's train layout,
+    `root/<photo>/<index>.jpg`, scaled to a long side of `long_side` (most ImageNet photos are
+    500 x 375), with `workers` processes. Benchmarks read these as a user's ImageFolder would."""
+    import multiprocessing as mp
+    from functools import partial
+    from pathlib import Path
+
+    root = Path(root)
+    chunks = [range(i, min(count, i + 256)) for i in range(0, count, 256)]
+    job = partial(_export_chunk, root, seed=seed, long_side=long_side, quality=quality)
+    if workers == 1:
+        for chunk in chunks:
+            job(chunk)
+        return root
+    with mp.get_context("fork").Pool(workers) as pool:
+        pool.map(job, chunks)
+    return root

@@ -22,11 +22,11 @@ import torch
 from streaming import StreamingDataLoader, StreamingDataset
 from torch.utils.data import default_collate
 
-from data_pipeline.augment import image_to_tensor
+from data_pipeline.augment import crop_flip_uint8, to_unit_range
 
 
 class ImageStreamingDataset(StreamingDataset):
-    """Decodes `image` (PIL, from the stock `jpeg`/`png` column) into a training tensor."""
+    """Decodes `image` (PIL, from the stock `jpeg`/`png` column) into a cropped uint8 tensor."""
 
     def __init__(self, *, resolution: int, train: bool, flip: bool, aug_seed: int, **kwargs):
         super().__init__(**kwargs)
@@ -41,7 +41,7 @@ class ImageStreamingDataset(StreamingDataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = super().__getitem__(index)
-        image = image_to_tensor(sample["image"], self.resolution, train=self.train, flip=self.flip,
+        image = crop_flip_uint8(sample["image"], self.resolution, train=self.train, flip=self.flip,
                                 seed=self.aug_seed, epoch=self.current_epoch, key=sample["key"])
         return {"image": image, "label": int(sample["label"]), "key": sample["key"]}
 
@@ -85,6 +85,8 @@ class MdsLoader:
     def _batches(self, epoch: int):
         for batch in self._loader:
             self._seen += len(batch["key"])
+            if "image" in batch:
+                batch["image"] = to_unit_range(batch["image"])
             yield batch
         if self._open and self._epoch == epoch:
             self._epoch, self._start, self._seen, self._open = epoch + 1, 0, 0, False

@@ -38,7 +38,7 @@ import webdataset as wds
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
-from data_pipeline.augment import image_to_tensor
+from data_pipeline.augment import crop_flip_uint8, to_unit_range
 from data_pipeline.errors import DataError
 
 IMAGE_SUFFIXES = ("jpg", "png", "jpeg", "webp")
@@ -112,7 +112,7 @@ class _WdsEpoch(IterableDataset):
             raise DataError(f"WDS sample {sample.get('__key__')} in {sample.get('__url__')} has no image or no .cls")
         img = Image.open(io.BytesIO(sample[suffix]))
         key = sample["__key__"]
-        return {"image": image_to_tensor(img, c.resolution, train=c.train, flip=c.flip, seed=c.seed,
+        return {"image": crop_flip_uint8(img, c.resolution, train=c.train, flip=c.flip, seed=c.seed,
                                          epoch=self.epoch, key=key),
                 "label": int(sample["cls"]), "key": key}
 
@@ -199,6 +199,7 @@ class WdsLoader:
     def _count(self, loader, epoch: int):
         for batch in loader:
             self._consumed += 1
+            batch["image"] = to_unit_range(batch["image"])
             yield batch
         if self._open and self._epoch == epoch:
             self._epoch, self._consumed, self._open = epoch + 1, 0, False
