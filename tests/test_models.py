@@ -27,10 +27,10 @@ def test_mask_semantics():
     assert m[5:].all()  # the finest scale sees everything
 
 
-@pytest.mark.parametrize("downsample", ["area", "conv"])
-def test_hiera_stack_is_scale_causal(downsample):
+@pytest.mark.parametrize("downsample,kernel", [("area", "sdpa"), ("conv", "sdpa"), ("area", "mask")])
+def test_hiera_stack_is_scale_causal(downsample, kernel):
     """Perturbing the tokens of scale k changes no output of scales < k (and does change scale k)."""
-    model = _tiny(downsample=downsample, **{"encoder.hiera_depth": 3, "encoder.depth": 3})
+    model = _tiny(downsample=downsample, attention=kernel, **{"encoder.hiera_depth": 3, "encoder.depth": 3})
     stack = model.encoder.stack
     scales = stack.scales
     counts = [s * s for s in scales]
@@ -112,10 +112,37 @@ def test_rope_is_relative():
     torch.testing.assert_close(scores[0], scores[1], rtol=1e-4, atol=1e-4)
 
 
-def test_cpu_layout_uses_sdpa_mask():
-    layout = build_layout([1, 4], torch.device("cpu"))
-    assert layout.block_mask is None and layout.mask.shape == (5, 5)
-    assert build_layout([64], torch.device("cpu")).mask is None
+def test_cpu_layout_is_per_scale_prefix_sdpa():
+    layout = build_layout([1, 4, 16], torch.device("cpu"))
+    assert layout.block_mask is None and layout.mask is None and layout.prefix_ends == (1, 5, 21)
+    assert build_layout([64], torch.device("cpu")) == build_layout([64], torch.device("cpu"), "mask")
+
+
+def test_prefix_sdpa_equals_dense_mask():
+    counts = [1, 4, 16, 64]
+    q, k, v = (torch.randn(2, 3, sum(counts), 16) for _ in range(3))
+    prefix = build_layout(counts, torch.device("cpu"), "sdpa")(q, k, v)
+    dense = build_layout(counts, torch.device("cpu"), "mask")(q, k, v)
+    torch.testing.assert_close(prefix, dense, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("latent", ["finest", "all"])
+def test_tokenizer_kernels_agree_and_finest_only_block_is_exact(latent):
+    """The prefix kernel, and skipping the coarse outputs of the last hiera block, change nothing."""
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    outs = []
+    for kernel in ("sdpa", "mask"):
+        model = _tiny(attention=kernel, latent=latent, **{"encoder.hiera_depth": 2, "decoder.hiera_depth": 2})
+        with torch.no_grad():
+            recon, post = model(x, sample=False)
+        outs.append((recon, post.mean))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-5, atol=1e-5)
+    stack = model.encoder.stack
+    seq = torch.randn(2, 85, 64)
+    full = stack.run(seq, 0, len(stack.blocks), multi=True)
+    trimmed = stack.run(seq, 0, len(stack.blocks), multi=True, finest_only_last=True)
+    torch.testing.assert_close(trimmed, full[:, -64:], rtol=1e-5, atol=1e-6)
 
 
 VITOK = {"S": 43.3e6, "B": 85.8e6, "L": 383.7e6}

@@ -1,4 +1,11 @@
-"""Scale-causal attention: the mask, and the kernel that applies it (SDPA, or FlexAttention on CUDA)."""
+"""Scale-causal attention: the mask, and the kernels that apply it.
+
+Queries of scale k may attend to every token of the scales <= k, which in the coarse-to-fine
+sequence is a PREFIX of the keys. So the default kernel ("sdpa") runs one unmasked
+`scaled_dot_product_attention` per scale over its key prefix: exact, no mask materialised, and
+every call can take the fast (flash / memory-efficient) kernels. "mask" is the dense boolean mask
+(the reference), "flex" a FlexAttention block mask (CUDA).
+"""
 from __future__ import annotations
 
 import functools
@@ -42,14 +49,22 @@ def _compiled_flex():
 
 @dataclass
 class AttentionLayout:
-    """How the tokens of one sequence layout may attend: no mask, a bool mask (SDPA) or a block mask (flex)."""
+    """How the queries of one sequence layout attend. Exactly one of the fields is set, or none
+    (full attention)."""
 
-    mask: torch.Tensor | None = None
-    block_mask: object | None = None
+    mask: torch.Tensor | None = None  # dense bool mask
+    block_mask: object | None = None  # FlexAttention BlockMask
+    prefix_ends: tuple[int, ...] | None = None  # per scale: the end of its queries = the end of its key prefix
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.block_mask is not None:
             return _compiled_flex()(q, k, v, block_mask=self.block_mask)
+        if self.prefix_ends is not None:
+            outs, start = [], 0
+            for end in self.prefix_ends:
+                outs.append(F.scaled_dot_product_attention(q[:, :, start:end], k[:, :, :end], v[:, :, :end]))
+                start = end
+            return torch.cat(outs, dim=2)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
 
 
@@ -57,8 +72,7 @@ def build_layout(tokens_per_scale: list[int], device: torch.device, kernel: str 
     """The attention layout of a coarse-to-fine sequence; a single scale needs no mask at all."""
     if len(tokens_per_scale) <= 1:
         return AttentionLayout()
-    use_flex = kernel == "flex" or (kernel == "auto" and flex_attention_available(device))
-    if use_flex:
+    if kernel == "flex" or (kernel == "auto" and flex_attention_available(device)):
         from torch.nn.attention.flex_attention import create_block_mask
 
         ids = scale_ids(tokens_per_scale, device=device)
@@ -68,4 +82,7 @@ def build_layout(tokens_per_scale: list[int], device: torch.device, kernel: str 
 
         n = int(ids.numel())
         return AttentionLayout(block_mask=create_block_mask(scale_causal, None, None, n, n, device=str(device)))
-    return AttentionLayout(mask=scale_causal_mask(tokens_per_scale).to(device))
+    if kernel == "mask":
+        return AttentionLayout(mask=scale_causal_mask(tokens_per_scale).to(device))
+    ends = torch.as_tensor(list(tokens_per_scale)).cumsum(0).tolist()
+    return AttentionLayout(prefix_ends=tuple(ends))

@@ -29,7 +29,9 @@ class TokenizerModelConfig:
     rope_theta: float = 100.0
     encoder: StackConfig = field(default_factory=StackConfig)
     decoder: StackConfig = field(default_factory=lambda: StackConfig(depth=12))
-    attention: str = "auto"  # auto | sdpa | flex  (auto: flex on CUDA when available, else sdpa)
+    # scale-causal kernel: sdpa (one unmasked SDPA per scale over its key prefix; exact) | flex (CUDA
+    # FlexAttention block mask) | mask (dense boolean mask; the reference) | auto (flex on CUDA, else sdpa)
+    attention: str = "auto"
     grad_checkpointing: bool = False
     # generator runs only: the tokenizer run dir or export it decodes with (null: the latent cache's own)
     tokenizer: str | None = None

@@ -34,13 +34,16 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width, bias=True)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
-                layout: AttentionLayout) -> torch.Tensor:
-        b, n, _ = x.shape
+                layout: AttentionLayout, queries_from: int = 0) -> torch.Tensor:
+        """Attention of the tokens x[:, queries_from:] over all of x (keys and values)."""
+        b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        q = q[:, :, queries_from:]
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            cos, sin = rope
+            q, k = apply_rope(q, cos[queries_from:], sin[queries_from:]), apply_rope(k, cos, sin)
         out = layout(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, -1))
+        return self.proj(out.transpose(1, 2).reshape(b, n - queries_from, d))
 
 
 class Block(nn.Module):
@@ -51,8 +54,10 @@ class Block(nn.Module):
         self.norm2 = nn.RMSNorm(width, eps=1e-6)
         self.mlp = SwiGLU(width, swiglu_hidden(width, mlp_ratio))
 
-    def forward(self, x: torch.Tensor, rope, layout: AttentionLayout) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope, layout)
+    def forward(self, x: torch.Tensor, rope, layout: AttentionLayout, queries_from: int = 0) -> torch.Tensor:
+        """`queries_from` > 0 computes only the outputs of the tokens from there on (their attention
+        still reads every token): the last multi-scale block skips the coarse outputs nobody reads."""
+        x = x[:, queries_from:] + self.attn(self.norm1(x), rope, layout, queries_from)
         return x + self.mlp(self.norm2(x))
 
 

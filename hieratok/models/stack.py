@@ -70,11 +70,18 @@ class Stack(nn.Module):
     def finest(self, seq: torch.Tensor) -> torch.Tensor:
         return self.pyramid.finest(seq) if self.multi_scale else seq
 
-    def run(self, x: torch.Tensor, start: int, stop: int, multi: bool) -> torch.Tensor:
-        rope, layout = self._context(multi and self.multi_scale, x.device)
-        for blk in self.blocks[start:stop]:
+    def run(self, x: torch.Tensor, start: int, stop: int, multi: bool, finest_only_last: bool = False) -> torch.Tensor:
+        """Blocks [start, stop) on x. With `finest_only_last`, the last block of a multi-scale run
+        returns only the finest tokens (the finest scale attends to every key, so it needs no mask)."""
+        multi = multi and self.multi_scale
+        rope, layout = self._context(multi, x.device)
+        blocks = list(self.blocks[start:stop])
+        for i, blk in enumerate(blocks):
+            trim = multi and finest_only_last and i == len(blocks) - 1
+            queries_from = x.shape[1] - self.grid * self.grid if trim else 0
+            blk_layout = AttentionLayout() if trim else layout
             if self.grad_checkpointing and self.training:
-                x = checkpoint(blk, x, rope, layout, use_reentrant=False)
+                x = checkpoint(blk, x, rope, blk_layout, queries_from, use_reentrant=False)
             else:
-                x = blk(x, rope, layout)
+                x = blk(x, rope, blk_layout, queries_from)
         return x

@@ -49,9 +49,8 @@ class Encoder(nn.Module):
         st = self.stack
         x = st.run(x, 0, self.hiera_start, multi=False)
         if st.multi_scale:
-            x = st.run(st.to_multi_scale(x), self.hiera_start, len(st.blocks), multi=True)
-            if not self.keep_all_scales:
-                x = st.finest(x)
+            trim = not self.keep_all_scales  # coarse outputs of the last block are not part of the latent
+            x = st.run(st.to_multi_scale(x), self.hiera_start, len(st.blocks), multi=True, finest_only_last=trim)
         else:
             x = st.run(x, self.hiera_start, len(st.blocks), multi=False)
         return DiagonalGaussian(self.to_moments(st.norm(x)))
@@ -79,8 +78,11 @@ class Decoder(nn.Module):
             x = st.add_positions(x)
             if st.multi_scale:
                 x = st.to_multi_scale(x)
-        x = st.run(x, 0, self.hiera_stop, multi=True)
-        x = st.run(st.finest(x), self.hiera_stop, len(st.blocks), multi=False)
+        start = 0
+        if st.multi_scale and self.hiera_stop > 0:  # coarse outputs of the last hiera block are not read
+            x = st.run(x, 0, self.hiera_stop, multi=True, finest_only_last=True)
+            start = self.hiera_stop
+        x = st.run(x, start, len(st.blocks), multi=False)
         return self.unpatchify(self.to_pixels(st.norm(x)))
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:

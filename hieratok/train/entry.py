@@ -1,6 +1,7 @@
 """`train(cfg, run_dir)`: assemble a run from its parts and run it; resumes from `latest`."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -46,11 +47,15 @@ def train(cfg, run_dir: str | Path) -> TrainResult:
                           batch_size=cfg.train.micro_batch_size, train=True)
     holder: dict = {}
     checkpointer = Checkpointer(cfg, run_dir, info, backend, lambda: holder["monitor"].wandb_run_id)
-    state, wandb_id = LoopState(), None
+    state, wandb_id, restore_s = LoopState(), None, None
     if latest is not None:
+        t0 = time.perf_counter()
         state, saved = checkpointer.restore(latest, loader)
-        wandb_id = saved.get("wandb_run_id")
+        wandb_id, restore_s = saved.get("wandb_run_id"), time.perf_counter() - t0
     monitor = holder["monitor"] = Monitor(cfg, run_dir, info.is_main, state.step, wandb_id)
+    if restore_s is not None:
+        monitor.log_event(state.step, {"event": "resumed", "path": str(latest), "seconds": restore_s,
+                                       "saved_world_size": saved_world, "world_size": info.world_size})
     guard = PreemptionGuard()
     if cfg.checkpoint.on_signal:
         guard.install()

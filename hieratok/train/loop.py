@@ -151,12 +151,17 @@ class TrainLoop:
             periodic = self.cfg.checkpoint.every_steps > 0 and step % self.cfg.checkpoint.every_steps == 0
             time_boxed = step == t.stop_at_step
             if periodic or self._stop_requested or time_boxed:
-                self.checkpointer.save(self.state, self.loader)
+                self._save()
             if self._stop_requested or time_boxed:
                 return TrainResult(step=step, preempted=True, signal=self.guard.received)
         if self.cfg.checkpoint.every_steps <= 0 or st.step % self.cfg.checkpoint.every_steps:
-            self.checkpointer.save(self.state, self.loader)
+            self._save()
         return TrainResult(step=st.step)
+
+    def _save(self) -> None:
+        path = self.checkpointer.save(self.state, self.loader)
+        self.monitor.log_event(self.state.step, {"event": "checkpoint_saved", "path": str(path),
+                                                 "seconds": self.checkpointer.last_save_s})
 
     def _on_nonfinite(self, step: int, scalars: dict) -> None:
         st, limit = self.state, self.cfg.train.max_nonfinite_steps
