@@ -23,10 +23,16 @@ class MetricsTail:
         return [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
 
 
+def is_event(record: dict) -> bool:
+    """The trainer also writes events (resumed, checkpoint_saved, ...) beside its log steps."""
+    return "event" in record
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """All records of a run, in order; a step logged twice (a resumed run redoing steps after its
-    last checkpoint) keeps its last record."""
+    """The log-step records of a run, in step order (events left out); a step logged twice (a
+    resumed run redoing steps after its last checkpoint) keeps its last record."""
     by_step: dict[int, dict] = {}
     for record in MetricsTail(Path(run_dir) / "metrics.jsonl").read_new():
-        by_step[int(record["step"])] = record
+        if not is_event(record):
+            by_step[int(record["step"])] = record
     return [by_step[s] for s in sorted(by_step)]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from cluster.metrics_file import MetricsTail
+from cluster.metrics_file import MetricsTail, is_event
 from cluster.sweep_spec import SweepSpec
 from cluster.training_job import resolve_callable
 
@@ -38,8 +38,8 @@ def run_trial(params: dict, spec: SweepSpec) -> None:
     while True:
         finished = not training.is_alive()  # read before the tail, so no last record is missed
         for record in tail.read_new():
-            if spec.metric not in record:
-                continue  # e.g. an eval record without the watched metric
+            if is_event(record) or spec.metric not in record:
+                continue  # a checkpoint event, or an eval record without the watched metric
             tune.report({k: v for k, v in record.items() if isinstance(v, (int, float))})
         if finished:
             break
