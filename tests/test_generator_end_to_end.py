@@ -1,5 +1,5 @@
 """End to end on CPU, through the CLI: tiny tokenizer -> `hieratok encode` (2 ranks) -> 200 generator
-steps of `hieratok train` on the latent cache -> `hieratok sample` (1 rank and 2 ranks, same bytes)."""
+steps of `hieratok train` on the latent cache -> `hieratok sample` (1 rank, then 2 ranks: the same bytes)."""
 import json
 import subprocess
 import sys
@@ -42,9 +42,8 @@ def test_encode_train_sample(tmp_path, embedded_mds, tiny_tokenizer_export, tiny
             "--steps", "6", "--seed", "3", "--batch-size", "8"]
     _hieratok(*args, "--out", tmp_path / "one.npz")
     _hieratok(*args, "--out", tmp_path / "two.npz", ranks=2)
-    _hieratok(*args, "--out", tmp_path / "again.npz")
-    one = (tmp_path / "one.npz").read_bytes()
-    assert one == (tmp_path / "two.npz").read_bytes() == (tmp_path / "again.npz").read_bytes()
+    # two runs, same seed: the same bytes, whatever the number of ranks
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
     with np.load(tmp_path / "one.npz") as f:
         assert f["arr_0"].shape == (20, 32, 32, 3) and f["arr_0"].dtype == np.uint8
         assert json.loads(str(f["metadata"]))["cfg_interval"] == [0.0, 0.9]
