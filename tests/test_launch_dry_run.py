@@ -44,8 +44,8 @@ def test_cpu_only_cluster_uses_tasks_per_node(capsys, tmp_path):
 def test_array_over_seeds_gets_one_run_dir_each(capsys, tmp_path):
     code, script, err = dry_run(capsys, "--array", "0-2,5", "--run-dir", str(tmp_path / "seeds"))
     assert code == 0 and sbatch_flags(script)["array"] == "0-3%4"
-    for seed in (0, 1, 2, 5):
-        assert f"seed{seed}: run dir {tmp_path / 'seeds' / f'seed{seed}'}" in err
+    for index, seed in enumerate((0, 1, 2, 5)):
+        assert f"seed{seed} (array index {index}): run dir {tmp_path / 'seeds' / f'seed{seed}'}" in err
 
 
 def test_array_over_configs(capsys, tmp_path):
@@ -53,7 +53,7 @@ def test_array_over_configs(capsys, tmp_path):
                  "configs/tokenizer/tiny_single.yaml,configs/tokenizer/tiny_hieratok.yaml"])
     out = capsys.readouterr()
     assert code == 0 and sbatch_flags(out.out)["array"] == "0-1%2"
-    assert "tiny_single: run dir" in out.err and "tiny_hieratok: run dir" in out.err
+    assert "tiny_single (array index 0): run dir" in out.err and "tiny_hieratok (array index 1): run dir" in out.err
 
 
 @pytest.mark.parametrize("args, message", [

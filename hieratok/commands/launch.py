@@ -40,12 +40,13 @@ def run(args) -> int:
                           account=args.account, qos=args.qos, max_requeues=args.max_requeues)
     plan = make_plan(args.config, args.overrides, resources, array=args.array, run_dir=args.run_dir)
     if args.dry_run:
-        for run in plan.runs:
-            print(f"# {run.name}: run dir {run.run_dir}", file=sys.stderr)
         if args.executor == "slurm":
-            print(sbatch_script(plan).rstrip("\n"))
+            print(sbatch_script(plan).rstrip("\n"), flush=True)
         else:
-            print(f"# local executor: {resources.tasks_per_node} task(s) of\n{submitit_command(plan.folder)}")
+            print(f"# local executor: {resources.tasks_per_node} task(s) of\n{submitit_command(plan.folder)}", flush=True)
+        for index, run in enumerate(plan.runs):  # after the script, so that stdout alone is the script
+            print(f"# {run.name}{f' (array index {index})' if len(plan.runs) > 1 else ''}: run dir {run.run_dir}",
+                  file=sys.stderr)
         return 0
 
     jobs = submit(args.executor, plan)
