@@ -13,6 +13,7 @@ from hieratok.train.checkpointer import Checkpointer
 from hieratok.train.distributed import barrier, init_distributed
 from hieratok.train.loop import LoopState, TrainLoop, TrainResult
 from hieratok.train.monitor import Monitor
+from hieratok.train.periodic import PeriodicEval
 from hieratok.train.randomness import seed_everything
 from hieratok.train.run_dir import write_config
 from hieratok.train.signals import PreemptionGuard
@@ -60,7 +61,8 @@ def train(cfg, run_dir: str | Path) -> TrainResult:
     if cfg.checkpoint.on_signal:
         guard.install()
     loop = TrainLoop(cfg=cfg, run_dir=run_dir, info=info, task=task, backend=backend, loader=loader,
-                     monitor=monitor, checkpointer=checkpointer, guard=guard, state=state, aux=aux)
+                     monitor=monitor, checkpointer=checkpointer, guard=guard, state=state, aux=aux,
+                     periodic=PeriodicEval(cfg, info, task, monitor))
     try:
         result = loop.run()
     finally:

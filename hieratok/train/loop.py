@@ -36,11 +36,12 @@ class LoopState:
 
 class TrainLoop:
     def __init__(self, *, cfg, run_dir: Path, info, task, backend, loader, monitor, checkpointer, guard,
-                 state: LoopState, aux: dict):
+                 state: LoopState, aux: dict, periodic=None):
         self.cfg, self.run_dir, self.info = cfg, run_dir, info
         self.task, self.backend, self.loader = task, backend, loader
         self.monitor, self.checkpointer, self.guard, self.state = monitor, checkpointer, guard, state
         self.aux = aux  # name -> (wrapped module, optimizer)
+        self.periodic = periodic  # held-out evaluation and image grids
         t = cfg.train
         self.accum = t.global_batch_size // (t.micro_batch_size * info.world_size)
         if self.accum * t.micro_batch_size * info.world_size != t.global_batch_size:
@@ -148,6 +149,8 @@ class TrainLoop:
             if self.monitor.should_log(step):
                 self.monitor.log(step, st.samples_seen, scalars)
             self.monitor.advance(step)
+            if self.periodic is not None:
+                self.periodic.maybe_run(step, self.backend.model)
             periodic = self.cfg.checkpoint.every_steps > 0 and step % self.cfg.checkpoint.every_steps == 0
             time_boxed = step == t.stop_at_step
             if periodic or self._stop_requested or time_boxed:

@@ -1,0 +1,63 @@
+"""Work the loop does every N steps besides checkpoints: held-out evaluation and image grids."""
+from __future__ import annotations
+
+import torch
+
+
+class PeriodicEval:
+    """Reconstruction metrics on `eval.num_images` held-out images every `eval.every_steps` steps
+    (all ranks together, sums merged exactly), logged to metrics.jsonl and W&B; and a grid of
+    originals over reconstructions every `logging.wandb.image_every_steps` when W&B is on."""
+
+    def __init__(self, cfg, info, task, monitor):
+        self.cfg, self.info, self.task, self.monitor = cfg, info, task, monitor
+        self.enabled = cfg.task == "tokenizer" and cfg.eval.every_steps > 0
+        self.grids = cfg.task == "tokenizer" and monitor.wandb is not None
+        self._loader = None
+        self._inception = None
+
+    def _batches(self):
+        if self._loader is None:
+            from data_pipeline import build_loader
+
+            self._loader = build_loader(self.cfg.data, self.info.rank, self.info.world_size, self.cfg.train.seed,
+                                        batch_size=self.cfg.train.micro_batch_size, train=False,
+                                        split=self.cfg.eval.split)
+        return iter(self._loader)
+
+    def maybe_run(self, step: int, model) -> None:
+        if self.enabled and step % self.cfg.eval.every_steps == 0:
+            self._evaluate(step, model)
+        every = self.cfg.logging.wandb.image_every_steps
+        if self.grids and every > 0 and step % every == 0:
+            self._grid(step, model)
+
+    def _evaluate(self, step: int, model) -> None:
+        from hieratok.eval.reconstruction import evaluate_reconstruction
+
+        e = self.cfg.eval
+        if "rfid" in e.metrics and self._inception is None:
+            from hieratok.eval.inception import load_inception
+
+            self._inception = load_inception(e.inception_weights, self.info.device)
+        bf16 = torch.bfloat16 if self.cfg.dist.mixed_precision == "bf16" else None
+        results = evaluate_reconstruction(model, self._batches(), list(e.metrics), e.num_images, self.info.device,
+                                          inception=self._inception, lpips=getattr(self.task, "lpips", None),
+                                          autocast_dtype=bf16)
+        self.monitor.log_event(step, {"event": "eval", "split": e.split,
+                                      **{f"eval/{k}": v for k, v in results.items()}})
+        if self.monitor.wandb is not None:
+            self.monitor.wandb.log({f"eval/{k}": v for k, v in results.items()}, step=step)
+
+    @torch.no_grad()
+    def _grid(self, step: int, model) -> None:
+        images = next(self._batches())["image"][:8].to(self.info.device)
+        was_training = model.training
+        model.eval()
+        recon, _ = model(images, sample=False)
+        model.train(was_training)
+        if self.info.is_main:
+            rows = torch.cat([images, recon.float().clamp(-1, 1)], dim=0)
+            n = images.shape[0]
+            grid = rows.view(2, n, *rows.shape[1:]).permute(2, 0, 3, 1, 4).reshape(3, 2 * rows.shape[-2], -1)
+            self.monitor.log_images(step, "reconstructions", grid)
