@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,8 @@ def plan_runs(config: str | None, overrides: list[str], array: str | None, run_d
     kind, items = parse_array(array)
     if kind == "seed" and config is None:
         raise ConfigError("--array of seeds needs --config FILE")
+    if kind == "config" and config is not None:
+        raise ConfigError("--array of config files replaces --config: give one or the other")
     base = Path(run_dir) if run_dir else Path("runs") / (Path(config).stem if config else "array")
     runs = []
     for item in items:
@@ -169,6 +172,9 @@ def make_executor(kind: str, plan: LaunchPlan):
 
     r = plan.resources
     if kind == "slurm":
+        if shutil.which("sbatch") is None or shutil.which("srun") is None:
+            raise ConfigError("--executor slurm needs SLURM's sbatch and srun on this machine; start a one-node "
+                              "test cluster with `sudo cluster/slurm_testbed.sh`, or use --executor local")
         executor = submitit.SlurmExecutor(folder=plan.folder, max_num_timeout=r.max_requeues)
         executor.update_parameters(**slurm_parameters(plan))
         return executor

@@ -63,6 +63,7 @@ def test_array_over_configs(capsys, tmp_path):
     (["--array", "missing.yaml"], "config file not found: missing.yaml"),
     (["train.max_stepz=3"], "unknown config key 'train.max_stepz'"),
     (["--time", "0"], "--time must be at least 1"),
+    (["--array", "configs/tokenizer/tiny_hieratok.yaml"], "--array of config files replaces --config"),
 ])
 def test_bad_input_is_named(capsys, args, message):
     code, _, err = dry_run(capsys, *args)
