@@ -28,15 +28,15 @@ def test_eval_writes_metrics_and_protocol(capsys, tmp_path, run_dir, embedded_md
 
     vgg, heads = make_test_vgg16_weights(tmp_path / "vgg.pth"), make_test_lpips_heads(tmp_path / "heads.pth")
     out = tmp_path / "metrics.json"
-    assert main(["eval", "--run-dir", str(run_dir), "--data", str(embedded_mds), "--num", "4", "--batch-size", "3",
+    assert main(["eval", "--run-dir", str(run_dir), "--data", str(embedded_mds), "--num", "3", "--batch-size", "2",
                  "--inception-weights", str(test_inception_weights), "--vgg-weights", str(vgg),
                  "--lpips-heads", str(heads), "--out", str(out)]) == 0
     result = _last_json(capsys)
     assert json.loads(out.read_text()) == result
-    assert result["num_images"] == 4
+    assert result["num_images"] == 3
     assert result["rfid"] > 0 and 0 < result["ssim"] < 1 and result["lpips"] > 0 and result["psnr"] > 0
     p = result["protocol"]
-    assert p["resolution"] == 32 and p["split"] == "val" and p["split_size"] == 48 and p["num_images"] == 4
+    assert p["resolution"] == 32 and p["split"] == "val" and p["split_size"] == 48 and p["num_images"] == 3
     assert "centre 32x32 crop" in p["crop"] and p["format"] == "mds"
     assert p["rfid_reference"].startswith("the same validation images")
     assert p["model"] == str((run_dir / "export").resolve())

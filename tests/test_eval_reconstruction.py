@@ -25,8 +25,8 @@ def _images(uint8_images):
 
 
 def _rank_batches(images, rank):
-    """Uneven on purpose: rank 0 gets 4 batches of 1, rank 1 one batch of 4 (so rank 1 pads 3 steps)."""
-    return [images[i:i + 1] for i in range(4)] if rank == 0 else [images[4:8]]
+    """Uneven on purpose: rank 0 gets 2 batches of 1, rank 1 one batch of 2 (so rank 1 pads a step)."""
+    return [images[i:i + 1] for i in range(2)] if rank == 0 else [images[2:4]]
 
 
 def _rank_main(rank, init_file, images, inception_weights, lpips_files, out_dir):
@@ -38,7 +38,7 @@ def _rank_main(rank, init_file, images, inception_weights, lpips_files, out_dir)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         batches = [{"image": b} for b in _rank_batches(images, rank)]
-        result = evaluate_reconstruction(_tiny_tokenizer(), batches, METRICS, 8, "cpu",
+        result = evaluate_reconstruction(_tiny_tokenizer(), batches, METRICS, 4, "cpu",
                                          inception_weights=inception_weights, lpips=LPIPS.from_files(*lpips_files))
         (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
     finally:
@@ -66,11 +66,11 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, fid_image_sets, test_incepti
     torch.set_num_threads(1)  # the ranks' thread count: CPU kernels round differently at another one
     try:
         batches = [{"image": b} for r in range(2) for b in _rank_batches(images, r)]
-        single = evaluate_reconstruction(_tiny_tokenizer(), batches, METRICS, 8, "cpu",
+        single = evaluate_reconstruction(_tiny_tokenizer(), batches, METRICS, 4, "cpu",
                                          inception_weights=test_inception_weights, lpips=LPIPS.from_files(*lpips_files))
     finally:
         torch.set_num_threads(threads)
-    assert single["num_images"] == ranks[0]["num_images"] == 8
+    assert single["num_images"] == ranks[0]["num_images"] == 4
     assert single["rfid"] > 0
     for m in ("psnr", "ssim", "lpips"):
         assert ranks[0][m] == pytest.approx(single[m], rel=1e-9), m
@@ -80,7 +80,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, fid_image_sets, test_incepti
 def test_metrics_are_per_image_means_of_the_reconstructions(fid_image_sets):
     model = _tiny_tokenizer().train()
     images = _images(fid_image_sets["noise"][1])
-    batches = [{"image": images[i:i + 3], "label": torch.zeros(3)} for i in range(0, 8, 3)]
+    batches = [{"image": images[i:i + 2], "label": torch.zeros(2)} for i in range(0, 6, 2)]
     result = evaluate_reconstruction(model, batches, "psnr,ssim", 5, "cpu")  # stops after 5 images
     assert model.training, "the caller's train/eval mode is restored"
     with torch.no_grad():
@@ -106,7 +106,7 @@ def test_periodic_evaluator_follows_the_eval_config(fid_image_sets):
     evaluator = PeriodicEvaluator(cfg.eval, cfg.loss.lpips, "cpu")
     assert [evaluator.due(s) for s in (0, 50, 100, 200)] == [False, False, True, True]
     images = _images(fid_image_sets["smooth"][1])
-    result = evaluator(_tiny_tokenizer(), [{"image": images[i:i + 2]} for i in range(0, 8, 2)])
+    result = evaluator(_tiny_tokenizer(), [{"image": images[i:i + 2]} for i in range(0, 6, 2)])
     assert result["num_images"] == 4 and set(result) == {"psnr", "ssim", "num_images"}
     with pytest.raises(ConfigError, match="lpipz"):
         PeriodicEvaluator(load_config("configs/tokenizer/tiny_hieratok.yaml", ["eval.metrics=[lpipz]"]).eval)

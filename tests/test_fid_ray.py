@@ -13,7 +13,7 @@ from hieratok.eval.image_sources import open_image_source  # noqa: E402
 from hieratok.eval.inception import load_inception  # noqa: E402
 from hieratok.eval.ray_fid import RayInceptionPool, split_batches  # noqa: E402
 
-BATCH = 2  # 8 images -> 4 batches -> 4 parts on 2 actors
+BATCH, N = 1, 4  # 4 images -> 4 batches -> 4 parts on 2 actors
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +34,20 @@ def pool(local_ray, test_inception_weights):
 
 
 @pytest.fixture(scope="module")
-def single_process(fid_image_sets, test_inception_weights):
-    """Reference-set and generated-set statistics from one plain process, at the actors' thread count
-    (1 each on 2 cores): CPU convolutions round differently with another thread count, and the random
-    test-made network amplifies that to ~1e-5, where real Inception weights stay near 1e-7."""
+def single_process(pool, fid_image_sets, test_inception_weights):
+    """(reference statistics, generated-set statistics from one plain process). The generated set is
+    read at the actors' thread count (1 each on 2 cores): CPU convolutions round differently at another
+    one, and the random test-made network amplifies that to ~1e-5, where real Inception weights stay
+    near 1e-7. The reference only has to be fixed, so the actors read it."""
+    ref, _ = pool.extract(open_image_source(fid_image_sets["smooth"][0]), BATCH, limit=N)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = load_inception(test_inception_weights)
-        ref = extract(open_image_source(fid_image_sets["smooth"][0]), model, BATCH).stats
-        gen = extract(open_image_source(fid_image_sets["noise"][0]), model, BATCH).stats
+        gen = extract(open_image_source(fid_image_sets["noise"][0]), load_inception(test_inception_weights), BATCH,
+                      limit=N)
     finally:
         torch.set_num_threads(threads)
-    return ref, gen
+    return ref.stats, gen.stats
 
 
 def test_split_batches_covers_every_batch_once():
@@ -57,9 +58,9 @@ def test_split_batches_covers_every_batch_once():
 
 def test_two_ray_workers_equal_single_process(pool, fid_image_sets, single_process):
     ref, gen = single_process
-    out, info = pool.extract(open_image_source(fid_image_sets["noise"][0]), BATCH)
+    out, info = pool.extract(open_image_source(fid_image_sets["noise"][0]), BATCH, limit=N)
     assert (info.workers, info.parts, info.retries) == (2, 4, 0)
-    assert out.stats.n == gen.n == 8
+    assert out.stats.n == gen.n == N
     np.testing.assert_allclose(out.stats.outer_sum, gen.outer_sum, rtol=1e-12)
     expected = fid_of(ref, gen)
     assert expected > 1.0
@@ -70,9 +71,10 @@ def test_a_worker_killed_mid_run_is_retried_and_the_result_is_unchanged(
         pool, tmp_path, fid_image_sets, single_process):
     ref, gen = single_process
     marker = tmp_path / "crashed_once"  # the first actor to finish a batch writes it and exits hard
-    out, info = pool.extract(open_image_source(fid_image_sets["noise"][0]), BATCH, crash_once_marker=str(marker))
+    out, info = pool.extract(open_image_source(fid_image_sets["noise"][0]), BATCH, limit=N,
+                             crash_once_marker=str(marker))
     assert marker.exists() and info.retries == 1
-    assert out.stats.n == 8
+    assert out.stats.n == N
     assert fid_of(ref, out.stats) == pytest.approx(fid_of(ref, gen), rel=1e-6)
 
 
@@ -83,9 +85,9 @@ def test_fid_command_on_ray(pool, capsys, tmp_path, fid_image_sets, test_incepti
     ref, gen = single_process
     stats = ref.save(tmp_path / "ref.npz")
     argv = ["fid", "--ref", str(stats), "--gen", str(fid_image_sets["noise"][0]), "--metrics", "fid",
-            "--inception-weights", str(test_inception_weights), "--batch-size", str(BATCH), "--ray-workers", "2"]
+            "--inception-weights", str(test_inception_weights), "--batch-size", str(BATCH), "--num", str(N), "--ray-workers", "2"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["fid"] == pytest.approx(fid_of(ref, gen), rel=1e-6)
-    assert result["ray"][0]["workers"] == 2 and result["num_gen"] == 8
+    assert result["ray"][0]["workers"] == 2 and result["num_gen"] == N
     assert ray.is_initialized(), "a Ray the caller started is left running"
