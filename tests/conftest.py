@@ -104,3 +104,13 @@ def tiny_latent_cache(tmp_path_factory, embedded_mds, tiny_tokenizer_export):
     encode_dataset(str(tiny_tokenizer_export), str(embedded_mds), str(out), flip=True, split="train",
                    batch_size=48, num_workers=0)
     return out
+
+
+@pytest.fixture
+def single_thread():
+    """One torch thread for tests of tiny models: a second thread buys little there and, on a busy
+    machine, its spinning makes them many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,6 +13,8 @@ from hieratok.generator.normalization import LatentStats
 from hieratok.generator.tokenizer_ref import tokenizer_ref
 from hieratok.models.tokenizer import Tokenizer
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def _rows(cache) -> dict[str, tuple[torch.Tensor, int]]:
     loader = build_loader(DataConfig(path=str(cache), format="latent", num_workers=0), 0, 1, 0, batch_size=64,

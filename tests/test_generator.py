@@ -14,6 +14,8 @@ from hieratok.generator.flow import drop_labels, flow_matching_loss, interpolate
 from hieratok.generator.model import Generator
 from hieratok.generator.normalization import LatentStats
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def _tiny(seed: int = 0, **overrides) -> Generator:
     cfg = load_config("configs/generator/tiny.yaml", [f"model.{k}={v}" for k, v in overrides.items()])

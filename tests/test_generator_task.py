@@ -16,6 +16,8 @@ from hieratok.generator.task import GeneratorTask
 from hieratok.generator.tokenizer_ref import TokenizerMismatchError
 from hieratok.models.tokenizer import Tokenizer
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 CPU = torch.device("cpu")
 
 

@@ -10,6 +10,8 @@ from hieratok.config.loader import load_config
 from hieratok.generator.sample_run import load_bundle, sample_to_npz, to_uint8_nhwc
 from hieratok.generator.task import GeneratorTask
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 @pytest.fixture(scope="module")
 def generator_run(tmp_path_factory, tiny_latent_cache):

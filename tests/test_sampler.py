@@ -14,6 +14,8 @@ import torch
 from hieratok.generator.sampler import (Guidance, balanced_labels, guided_velocity, per_sample_noise, sample,
                                         time_grid)
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 MU = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
 _A = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.5, 0.0], [-0.3, 0.4, 1.6]], dtype=torch.float64)
 SIGMA = _A @ _A.T  # eigenvalues 0.13, 1.69, 2.88: anisotropic and correlated
