@@ -11,40 +11,33 @@ class PeriodicEval:
 
     def __init__(self, cfg, info, task, monitor):
         self.cfg, self.info, self.task, self.monitor = cfg, info, task, monitor
-        self.enabled = cfg.task == "tokenizer" and cfg.eval.every_steps > 0
         self.grids = cfg.task == "tokenizer" and monitor.wandb is not None
+        self.evaluator = None
+        if cfg.task == "tokenizer" and cfg.eval.every_steps > 0:
+            from hieratok.eval.periodic import PeriodicEvaluator
+
+            self.evaluator = PeriodicEvaluator(cfg.eval, cfg.loss.lpips, info.device, lpips=getattr(task, "lpips", None))
         self._loader = None
-        self._inception = None
 
     def _batches(self):
-        if self._loader is None:
+        if self._loader is None:  # built once: a held-out epoch from its start at every evaluation
             from data_pipeline import build_loader
 
             self._loader = build_loader(self.cfg.data, self.info.rank, self.info.world_size, self.cfg.train.seed,
-                                        batch_size=self.cfg.train.micro_batch_size, train=False,
-                                        split=self.cfg.eval.split)
+                                        batch_size=self.cfg.eval.batch_size, train=False, split=self.cfg.eval.split)
         return iter(self._loader)
 
     def maybe_run(self, step: int, model) -> None:
-        if self.enabled and step % self.cfg.eval.every_steps == 0:
+        if self.evaluator is not None and self.evaluator.due(step):
             self._evaluate(step, model)
         every = self.cfg.logging.wandb.image_every_steps
         if self.grids and every > 0 and step % every == 0:
             self._grid(step, model)
 
     def _evaluate(self, step: int, model) -> None:
-        from hieratok.eval.reconstruction import evaluate_reconstruction
-
-        e = self.cfg.eval
-        if "rfid" in e.metrics and self._inception is None:
-            from hieratok.eval.inception import load_inception
-
-            self._inception = load_inception(e.inception_weights, self.info.device)
         bf16 = torch.bfloat16 if self.cfg.dist.mixed_precision == "bf16" else None
-        results = evaluate_reconstruction(model, self._batches(), list(e.metrics), e.num_images, self.info.device,
-                                          inception=self._inception, lpips=getattr(self.task, "lpips", None),
-                                          autocast_dtype=bf16)
-        self.monitor.log_event(step, {"event": "eval", "split": e.split,
+        results = self.evaluator(model, self._batches(), autocast_dtype=bf16)
+        self.monitor.log_event(step, {"event": "eval", "split": self.cfg.eval.split,
                                       **{f"eval/{k}": v for k, v in results.items()}})
         if self.monitor.wandb is not None:
             self.monitor.wandb.log({f"eval/{k}": v for k, v in results.items()}, step=step)
