@@ -26,9 +26,10 @@ def test_fid_isc_kid_agree_with_torch_fidelity_and_stats_are_reusable(capsys, tm
     theirs = torch_fidelity.calculate_metrics(
         input1=str(gen_dir), input2=str(ref_dir), fid=True, isc=True, kid=True, cuda=False, cache=False,
         verbose=False, save_cpu_ram=True, feature_extractor_weights_path=str(test_inception_weights),
-        isc_splits=6, kid_subset_size=6)
+        isc_splits=3, kid_subset_size=6)
     assert ours["fid"] > 1.0, "calibrated weights must give a clearly non-zero FID between different sets"
     assert ours["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-3)
+    assert ours["isc_mean"] > 1.01 and ours["isc_splits"] == 3
     assert ours["isc_mean"] == pytest.approx(theirs["inception_score_mean"], rel=1e-3)
     assert ours["kid_mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-3, abs=1e-6)
     assert ours["num_ref"] == ours["num_gen"] == 6

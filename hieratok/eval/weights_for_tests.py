@@ -8,7 +8,8 @@ Metrics computed with them are NOT comparable to published numbers; each file ge
   features (FID ~1e-12 for any two sets), because BatchNorm running statistics (mean 0, var 1)
   do not match the activations. We calibrate them: one train-mode pass over the given images with
   cumulative averaging (momentum=None) sets every BatchNorm to the statistics it actually sees, so
-  eval-mode features vary with the image content.
+  eval-mode features vary with the image content. The random classifier is rescaled so its logits
+  vary too (ISC away from 1).
 - VGG16 (`features.*` of torchvision's layout) and LPIPS v0.1 heads (non-negative, like trained ones).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hieratok.eval.inception import EXTRACTOR_NAME, FID_FEATURE
 from hieratok.eval.provenance import mark_test_made
 from hieratok.losses.lpips import VGG_CHANNELS, vgg16_features
 
+LOGIT_SPREAD = 3.0  # std of the test-made classifier's logits over the calibration images
 NOTE = "random-init weights made for tests/demo; metrics are NOT comparable to published numbers"
 
 
@@ -57,8 +59,11 @@ def make_test_inception_weights(calibration_images: torch.Tensor, out_path: str 
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration batches
     model.train()
-    for start in range(0, len(calibration_images), chunk):
-        model(calibration_images[start:start + chunk])
+    feats = torch.cat([model(calibration_images[start:start + chunk])[0]
+                       for start in range(0, len(calibration_images), chunk)])
+    # scale the random classifier so logits differ between images (else ISC is exactly 1 for any set)
+    spread = ((feats - feats.mean(0)) @ model.fc.weight.T).std()
+    model.fc.weight.mul_(LOGIT_SPREAD / spread.clamp_min(1e-12))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out_path)
