@@ -2,6 +2,7 @@
 a new sweep, or an interrupted one continued with `Tuner.restore` (`resume`)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,16 @@ def _connect(address: str | None) -> None:
         ray.init(address=address)
     else:
         ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+
+
+def _use_the_clusters_token() -> None:
+    """Ray (2.5x+) starts clusters with token authentication and keeps the token in
+    ~/.ray/auth_token, but a driver joining with an address only sends it when RAY_AUTH_MODE=token,
+    read when ray is first imported."""
+    token_there = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                   or (Path.home() / ".ray" / "auth_token").exists())
+    if token_there and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _trainable(spec: SweepSpec):
@@ -77,6 +88,8 @@ def _all_trials_done(sweep_dir: Path) -> bool:
 
 
 def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False) -> SweepOutcome:
+    if address:
+        _use_the_clusters_token()
     from ray import tune
 
     sweep_dir = spec.sweep_dir
