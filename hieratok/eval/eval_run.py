@@ -35,7 +35,7 @@ def evaluate_export(model_dir: str | Path, data: str | Path, *, metrics=("rfid",
     """Evaluate the tokenizer at `model_dir` (a run dir with export/, or an export dir) on `data`'s split."""
     from hieratok.eval.inception import load_inception, resolve_inception_weights
     from hieratok.eval.shard_data import build_eval_loader, shard_protocol
-    from hieratok.losses.tokenizer_task import resolve_export_dir
+    from hieratok.models.pretrained import resolve_export_dir
     from hieratok.models.tokenizer import Tokenizer
 
     metrics = check_metrics(metrics)

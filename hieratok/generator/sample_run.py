@@ -36,7 +36,7 @@ class GeneratorBundle:
 
 
 def load_bundle(run_dir: str | Path, device="cpu") -> GeneratorBundle:
-    from hieratok.losses.tokenizer_task import resolve_export_dir
+    from hieratok.models.pretrained import resolve_export_dir
 
     try:
         export = resolve_export_dir(run_dir)

@@ -36,7 +36,7 @@ class TokenizerRef:
 def tokenizer_ref(path: str | Path) -> TokenizerRef:
     """Hash the weights of the tokenizer at a run dir or an export dir."""
     from data_pipeline.shard_writers import sha256_of
-    from hieratok.losses.tokenizer_task import resolve_export_dir
+    from hieratok.models.pretrained import resolve_export_dir
 
     export = resolve_export_dir(path).resolve()
     return TokenizerRef(str(export), sha256_of(export / WEIGHTS_NAME))

@@ -7,7 +7,6 @@ does not depend on which rank a sample lands on.
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -19,22 +18,9 @@ from hieratok.losses.discriminator import (
     hinge_discriminator_loss,
     hinge_generator_loss,
 )
-from hieratok.models.pretrained import save_state_dict
+from hieratok.models.pretrained import resolve_export_dir, save_state_dict
 from hieratok.models.tokenizer import EXPORT_FORMAT, Tokenizer, as_model_config
 from hieratok.train.randomness import keyed_randn
-
-
-def resolve_export_dir(path: str | Path) -> Path:
-    """A run dir (its export/) or an export dir itself."""
-    p = Path(path)
-    if (p / "export" / "config.json").exists():
-        return p / "export"
-    if (p / "config.json").exists():
-        return p
-    raise FileNotFoundError(
-        f"no tokenizer export at {p}: expected {p}/export/config.json or {p}/config.json "
-        f"(write one with `hieratok export --run-dir {p}`)"
-    )
 
 
 class TokenizerTask:

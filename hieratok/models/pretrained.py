@@ -31,6 +31,19 @@ def save_pretrained(model: torch.nn.Module, directory: str | Path, config: dict)
     return save_state_dict(model.state_dict(), config, directory)
 
 
+def resolve_export_dir(path: str | Path) -> Path:
+    """A run dir (its export/) or an export dir itself."""
+    p = Path(path)
+    if (p / "export" / CONFIG_NAME).exists():
+        return p / "export"
+    if (p / CONFIG_NAME).exists():
+        return p
+    raise FileNotFoundError(
+        f"no model export at {p}: expected {p}/export/{CONFIG_NAME} or {p}/{CONFIG_NAME} "
+        f"(write one from a run's latest checkpoint with `hieratok export --run-dir {p}`)"
+    )
+
+
 def load_pretrained(cls, directory: str | Path, expected_format: str, map_location="cpu"):
     directory = Path(directory)
     cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
