@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         print(f"single process ({torch.get_num_threads()} threads): {single:.2f} images/s", file=sys.stderr)
         del model
 
-        ray.init(num_cpus=max(2, cpus), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=max(2, cpus), include_dashboard=False, log_to_driver=False)
         rates = {}
         try:
             for workers in (1, 2):

@@ -20,7 +20,7 @@ BATCH, N = 1, 4  # 4 images -> 4 batches -> 4 parts on 2 actors
 def local_ray():
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     if started:
         ray.shutdown()
