@@ -1,7 +1,9 @@
 """Loader throughput: 256-px training batches from prepared MDS and WDS shards against torchvision
 ImageFolder + DataLoader on the ORIGINAL full-size JPEGs (what a user's ImageFolder reads), with the
 same transforms (resize short side to 256, random 256 crop, random flip, to [-1, 1]) and the same
-number of workers, side by side in one run. Rounds alternate between the three loaders and each
+number of workers, side by side in one run. The shards are prepared with `--resize short-side`, so
+the random crop still moves along the long side as ImageFolder's does (a center-crop preparation
+would make it a no-op and flatter the shards). Rounds alternate between the three loaders and each
 keeps its best round, so a burst of load from other processes on the machine hurts all alike.
 Two figures per loader: images/s (wall clock, steady state after the first batch) and CPU ms per
 image (main process + workers, start-up included), which a shared, busy machine disturbs less.
@@ -70,7 +72,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--dir", default=None, help="work folder (default: a temp dir)")
     args = p.parse_args()
-    n_images = args.images or (256 if args.quick else 2048)
+    n_images = args.images or (192 if args.quick else 2048)
     rounds = args.rounds or (1 if args.quick else 3)
 
     from data_pipeline import build_loader
@@ -88,7 +90,7 @@ def main() -> None:
         shards[fmt] = work / fmt
         if not (shards[fmt] / "manifest.json").exists():
             run_prepare(PrepareOptions(src=str(originals), out=str(shards[fmt]), format=fmt, resolution=RESOLUTION,
-                                       workers=args.workers, progress=False))
+                                       resize="short-side", workers=args.workers, progress=False))
 
     def loaders():
         for fmt in ("mds", "wds"):

@@ -4,7 +4,9 @@
 Each run is a fresh process (imports excluded from the timing) whose whole process tree is sampled
 for memory: the sum of RSS over the tree (counts pages shared by the forked workers once per
 process, so it overstates) and the sum of PSS (shared pages split between the processes sharing
-them: the memory the job really holds).
+them: the memory the job really holds). cpu_ms_per_image is the CPU time of the job (main process
+and workers) per image: on a machine shared with other work, images/s per worker can fall as
+workers are added while CPU per image holds, which shows the job was starved, not serialized.
 
     python bench/prepare_throughput.py [--quick] [--images 20000] [--workers 1,2] [--format mds]
 --quick: 200 images, 2 workers, WDS (an MDS run spends most of a minute importing streaming).
@@ -25,15 +27,21 @@ from pathlib import Path
 import psutil
 
 RUN = """
-import json, sys, time
+import json, resource, sys, time
 from data_pipeline.prepare import run_prepare, _warm_up
 from data_pipeline.prepare_options import PrepareOptions
+
+def cpu():  # this process and its joined pool workers
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
 opts = PrepareOptions(src=sys.argv[1], out=sys.argv[2], format=sys.argv[3], workers=int(sys.argv[4]),
                       resolution=256, progress=False)
 _warm_up(opts)
-start = time.perf_counter()
+start, cpu0 = time.perf_counter(), cpu()
 manifest = run_prepare(opts)
-print(json.dumps({"seconds": time.perf_counter() - start, "written": manifest["counts"]["written"]}))
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": cpu() - cpu0,
+                  "written": manifest["counts"]["written"]}))
 """
 
 
@@ -64,7 +72,26 @@ def _run(src: Path, out: Path, fmt: str, workers: int) -> dict:
     rate = result["written"] / result["seconds"]
     return {"workers": workers, "images": result["written"], "seconds": round(result["seconds"], 1),
             "images_per_s": round(rate, 1), "images_per_s_per_worker": round(rate / workers, 1),
+            "cpu_ms_per_image": round(1000 * result["cpu_seconds"] / result["written"], 2),
             "peak_rss_tree_mb": round(peak_rss / 2**20), "peak_pss_tree_mb": round(peak_pss / 2**20)}
+
+
+def _burn(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+def cpu_parallelism(workers: int, n: int = 6_000_000) -> float:
+    """Control: speed-up of `workers` processes over one on pure CPU work of the same total size.
+    Near `workers` on a free machine; near 1 when other work leaves this job about one core."""
+    import multiprocessing as mp
+
+    def timed(k):
+        start = time.perf_counter()
+        with mp.get_context("fork").Pool(k) as pool:
+            pool.map(_burn, [n // k] * k)
+        return time.perf_counter() - start
+
+    return round(timed(1) / timed(workers), 2)
 
 
 def main() -> None:
@@ -92,7 +119,9 @@ def main() -> None:
             shutil.rmtree(out)
         runs.append(_run(originals, out, fmt, w))
         print(json.dumps(runs[-1]), flush=True)
-    print(json.dumps({"images": n_images, "format": fmt, "resolution": 256, "runs": runs}))
+    most = max(r["workers"] for r in runs)
+    print(json.dumps({"images": n_images, "format": fmt, "resolution": 256, "runs": runs,
+                      f"control_cpu_speedup_{most}_procs": cpu_parallelism(most)}))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ data_cfg: a DataConfig or its OmegaConf node. batch_size: the per-rank micro bat
 reads data_cfg.split; `path/<split>/` is read when it exists, else `path` itself.
 Batches: format mds | wds: {"image": float32 [B,3,R,R] in [-1,1], "label": int64 [B], "key": [str]};
 format latent: {"latent": float32 [B,T,C], "label": int64 [B], "key": [str]}.
-train=True: random crop + flip (data_cfg.random_flip), shuffled; train=False: centre crop, no flip,
-file order, the last batch may be short. Crop and flip depend on (seed, epoch, key) only.
+train=True: random crop + flip (data_cfg.random_flip), shuffled, full batches only; train=False:
+centre crop, no flip, file order, the last batch may be short (MDS over several ranks repeats a few
+samples so that every rank gets as many; deduplicate eval results by key). Crop and flip depend on
+(seed, epoch, key) only.
 Resume guarantees: mds_loader.py (exact, elastic) and wds_loader.py (exact at the same layout only).
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections import Counter
 
 from data_pipeline.errors import DataError
 from data_pipeline.storage import is_remote, join_url, open_destination
@@ -54,9 +57,15 @@ def _mds_split_url(path: str, split: str) -> str:
                        "; prepare one with `hieratok prepare --format mds`"))
 
 
+_remote_loaders: Counter = Counter()  # loaders built in this process per remote URL
+
+
 def _local_cache_dir(data_cfg, remote: str, rank: int) -> str:
-    """One cache folder per dataset (never shared by two datasets), the same on all ranks of a node."""
-    tag = hashlib.sha1(remote.encode()).hexdigest()[:12]
+    """One cache folder per dataset object (streaming refuses two datasets on one folder, e.g. a train
+    and an eval loader over the same split), the same on all ranks of a node: ranks build their
+    loaders in the same order, so the per-process count agrees between them."""
+    tag = f"{hashlib.sha1(remote.encode()).hexdigest()[:12]}-{_remote_loaders[remote]}"
+    _remote_loaders[remote] += 1
     if _cfg(data_cfg, "cache_dir"):
         return os.path.join(data_cfg.cache_dir, tag)
     import torch.distributed as dist

@@ -100,6 +100,7 @@ def _run_parts(plan: Plan, todo, opts: PrepareOptions, dest, already: int) -> li
                 bar.update(progress.value - shown)
                 shown = progress.value
         pool.close()
+        shutil.rmtree(staging, ignore_errors=True)  # every part was published: only empty folders left
     finally:
         pool.terminate()
         pool.join()

@@ -1,4 +1,4 @@
-"""WDS loader: webdataset stages (shard list or `ResampledShards`, `split_by_worker`,
+"""WDS loader: webdataset stages (`ResampledShards` or a seeded shard list split by rank and worker,
 `tarfile_to_samples`, `shuffle`) in a DataLoader, made deterministic so that it can resume.
 
 Shards (from the split's manifest entry, which also gives their sample counts) are split over ranks
@@ -15,9 +15,11 @@ Shards (from the split's manifest entry, which also gives their sample counts) a
   Evaluation (train=False): one pass, no shuffle, the last batch of a worker may be short.
 
 What a WDS resume guarantees, next to MDS:
-  * Same world_size, num_workers and batch size: EXACT. The pipeline is a pure function of
+  * Same world_size, num_workers, batch size and seed: EXACT. The pipeline is a pure function of
     (seed, epoch, rank, worker), so on resume each worker replays its stream and drops the samples
-    of the batches already consumed before decoding them (their tar bytes are read again).
+    of the batches already consumed before decoding them (their tar bytes are read again, which
+    costs I/O proportional to the position in the epoch), and the DataLoader starts at the worker
+    the uninterrupted one would have asked next.
   * Another world_size, num_workers or batch size: NOT exact. The resume continues the same epoch
     after the same global number of samples, but shards sit on other ranks, so within that epoch
     some samples are seen twice and others not at all. With resampled=True the stream is sampling

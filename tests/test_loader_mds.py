@@ -35,6 +35,14 @@ def test_batch_contract_and_split_selection(embedded_mds):
     assert len(set(_keys(val))) == 48 and not set(_keys(val)) & set(_keys(batches))
 
 
+def test_accepts_the_run_config_data_section(embedded_mds):
+    from hieratok.config.loader import load_config
+
+    data = load_config("configs/tokenizer/tiny_single.yaml", [f"data.path={embedded_mds}", "data.num_workers=0"]).data
+    batch = next(iter(build_loader(data, 0, 1, seed=0, batch_size=4)))
+    assert batch["image"].shape == (4, 3, 32, 32)
+
+
 def test_eval_reads_file_order_with_the_stored_pixels(embedded_mds):
     from streaming import StreamingDataset
 
