@@ -36,7 +36,8 @@ def _connect(address: str | None) -> None:
     if address:
         ray.init(address=address)
     else:
-        ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+        # "local": a Ray of our own, even when another one runs on this machine (ray.init() would join it)
+        ray.init(address="local", include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
 
 
 def _use_the_clusters_token() -> None:
