@@ -33,7 +33,7 @@ def _weights(path: str | None, workdir: Path) -> tuple[Path, bool]:
             raise
     from hieratok.eval.weights_for_tests import make_test_inception_weights
 
-    calib = (torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    calib = (torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
     return make_test_inception_weights(calib, workdir / "inception-test-made.pth"), True
 
 
@@ -52,12 +52,12 @@ def _rate(fn, n: int) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a small run (< 1 minute on 2 CPU cores)")
-    p.add_argument("--images", type=int, default=None, help="images per measurement (default 64; --quick 12)")
+    p.add_argument("--images", type=int, default=None, help="images per measurement (default 64; --quick 8)")
     p.add_argument("--size", type=int, default=64, help="image side before the extractor's resize to 299")
     p.add_argument("--batch-size", type=int, default=None, help="default 8; --quick 2")
     p.add_argument("--inception-weights", default=None)
     args = p.parse_args(argv)
-    n = args.images or (12 if args.quick else 64)
+    n = args.images or (8 if args.quick else 64)
     bs = args.batch_size or (2 if args.quick else 8)
 
     import ray
@@ -72,9 +72,13 @@ def main(argv=None) -> int:
         warm = NpzImageSource(source.path)
 
         model = load_inception(weights)
+        threads = torch.get_num_threads()
         extract(warm, model, bs, limit=bs)  # warm-up: first-call allocations and kernel selection
         single = _rate(lambda: extract(source, model, bs), n)
-        print(f"single process ({torch.get_num_threads()} threads): {single:.2f} images/s", file=sys.stderr)
+        torch.set_num_threads(1)  # what one actor gets when 2 share 2 cores: separates threads from processes
+        single_1t = _rate(lambda: extract(source, model, bs), n)
+        torch.set_num_threads(threads)
+        print(f"single process: {single:.2f} images/s ({threads} threads), {single_1t:.2f} (1 thread)", file=sys.stderr)
         del model
 
         ray.init(address="local", num_cpus=max(2, cpus), include_dashboard=False, log_to_driver=False)
@@ -91,7 +95,9 @@ def main(argv=None) -> int:
     print(json.dumps({
         "images": n, "batch_size": bs, "image_size": args.size, "cpu_count": cpus,
         "weights_test_made": test_made,
+        "single_process_threads": threads,
         "single_process_images_per_s": round(single, 3),
+        "single_process_1_thread_images_per_s": round(single_1t, 3),
         "ray_1_worker_images_per_s": round(rates[1], 3),
         "ray_2_workers_images_per_s": round(rates[2], 3),
         "ray1_over_single": round(rates[1] / single, 3),
