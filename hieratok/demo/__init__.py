@@ -1,0 +1,1 @@
+"""`hieratok demo`: the whole system end to end on a CPU, single-scale against HieraTok."""
