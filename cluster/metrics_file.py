@@ -6,21 +6,45 @@ from pathlib import Path
 
 
 class MetricsTail:
-    """New complete records of a growing metrics.jsonl, each call; a half-written last line waits."""
+    """New complete records of a growing metrics.jsonl, each call; a half-written last line waits.
+
+    A resumed trainer rewrites the file in place (it drops the steps after its checkpoint), so each
+    call first checks that the last line read is still where it was; if not, it reads from the top
+    again and the caller sees those steps once more.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._offset = 0
+        self._last_line = b""  # the last complete line read, ending at _offset
+
+    def _unchanged(self, f) -> bool:
+        start = self._offset - len(self._last_line)
+        f.seek(start)
+        return f.read(len(self._last_line)) == self._last_line
 
     def read_new(self) -> list[dict]:
         if not self.path.exists():
             return []
         with open(self.path, "rb") as f:
+            if self._offset and not self._unchanged(f):
+                self._offset, self._last_line = 0, b""
             f.seek(self._offset)
             chunk = f.read()
         end = chunk.rfind(b"\n") + 1  # only whole lines
-        self._offset += end
-        return [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
+        lines = chunk[:end].splitlines(keepends=True)
+        if lines:
+            self._offset += end
+            self._last_line = lines[-1]
+        return [record for line in lines if (record := _parse(line)) is not None]
+
+
+def _parse(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None  # a line torn by a killed writer
+    return record if isinstance(record, dict) else None
 
 
 def is_event(record: dict) -> bool:
@@ -33,6 +57,6 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     resumed run redoing steps after its last checkpoint) keeps its last record."""
     by_step: dict[int, dict] = {}
     for record in MetricsTail(Path(run_dir) / "metrics.jsonl").read_new():
-        if not is_event(record):
+        if not is_event(record) and "step" in record:
             by_step[int(record["step"])] = record
     return [by_step[s] for s in sorted(by_step)]

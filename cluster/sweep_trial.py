@@ -35,11 +35,13 @@ def run_trial(params: dict, spec: SweepSpec) -> None:
     training = _TrainingThread(spec, config, run_dir)
     training.start()
     tail = MetricsTail(run_dir / "metrics.jsonl")
+    reported_step = -1
     while True:
         finished = not training.is_alive()  # read before the tail, so no last record is missed
         for record in tail.read_new():
-            if is_event(record) or spec.metric not in record:
-                continue  # a checkpoint event, or an eval record without the watched metric
+            if is_event(record) or spec.metric not in record or record.get("step", -1) <= reported_step:
+                continue  # an event, a record without the watched metric, or a step redone after a resume
+            reported_step = record["step"]
             tune.report({k: v for k, v in record.items() if isinstance(v, (int, float))})
         if finished:
             break
