@@ -36,11 +36,14 @@ def export_from_checkpoint(run_dir: str | Path, weights: str = "ema", out: str |
 def _dcp_state(checkpoint: Path, model: torch.nn.Module, use_ema: bool) -> dict[str, torch.Tensor]:
     import torch.distributed.checkpoint as dcp
 
+    from hieratok.train.backends.base import single_process_is_intended
+
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     target: dict = {"model": state}
     if use_ema:
         target["ema"] = {n: p.detach().clone().float() for n, p in model.named_parameters() if p.requires_grad}
-    dcp.load({"train": target}, checkpoint_id=str(checkpoint / "dcp"))  # reshards from any world size
+    with single_process_is_intended():
+        dcp.load({"train": target}, checkpoint_id=str(checkpoint / "dcp"))  # reshards from any world size
     if use_ema:
         state.update({k: v.to(state[k].dtype) for k, v in target["ema"].items()})
     return state

@@ -7,6 +7,7 @@ The loop calls, per optimizer step: `accumulate(last)` around each micro-batch's
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -103,10 +104,12 @@ class Backend:
         return _TrainState(self.module, self.optimizer, self.ema, self.aux)
 
     def save(self, folder: Path) -> None:
-        dcp.save({"train": self._state()}, checkpoint_id=str(folder / "dcp"))
+        with single_process_is_intended():
+            dcp.save({"train": self._state()}, checkpoint_id=str(folder / "dcp"))
 
     def load(self, folder: Path, saved_world_size: int) -> None:
-        dcp.load({"train": self._state()}, checkpoint_id=str(folder / "dcp"))
+        with single_process_is_intended():
+            dcp.load({"train": self._state()}, checkpoint_id=str(folder / "dcp"))
 
     def export_state_dict(self, use_ema: bool) -> dict[str, torch.Tensor] | None:
         """Full CPU state dict on rank 0 (None elsewhere); EMA weights replace trainable ones."""
@@ -118,6 +121,14 @@ class Backend:
                 if name in full:
                     full[name] = t.detach().to("cpu", full[name].dtype)
         return full if self.info.rank == 0 else None
+
+
+@contextlib.contextmanager
+def single_process_is_intended():
+    """DCP warns when it runs without a process group; for a 1-process DDP run that is the intent."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
 
 
 def wrap_aux_ddp(module: nn.Module, info) -> nn.Module:
