@@ -57,7 +57,7 @@ def test_eval_accepts_an_export_dir_and_defaults_its_output(capsys, run_dir, emb
 
 def test_eval_reports_bad_input_clearly(capsys, monkeypatch, tmp_path, run_dir, embedded_mds):
     assert main(["eval", "--run-dir", str(tmp_path), "--data", str(embedded_mds), "--metrics", "psnr"]) == 2
-    assert "no tokenizer export" in capsys.readouterr().err
+    assert "hieratok export --run-dir" in capsys.readouterr().err  # names the missing export and the fix
     assert main(["eval", "--run-dir", str(run_dir), "--data", str(embedded_mds), "--metrics", "psnr,fidd"]) == 2
     assert "fidd" in capsys.readouterr().err
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
