@@ -1,9 +1,12 @@
 """Loader throughput: 256-px training batches from prepared MDS and WDS shards against torchvision
 ImageFolder + DataLoader on the ORIGINAL full-size JPEGs (what a user's ImageFolder reads), with the
 same transforms (resize short side to 256, random 256 crop, random flip, to [-1, 1]) and the same
-number of workers, side by side in one run. The shards are prepared with `--resize short-side`, so
-the random crop still moves along the long side as ImageFolder's does (a center-crop preparation
-would make it a no-op and flatter the shards). Rounds alternate between the three loaders and each
+number of workers, side by side in one run. The transforms are paired with how the shards were
+prepared, so that both sides produce the same distribution of crops:
+  --resize short-side (default): shards keep the aspect ratio; both sides take a random 256 crop
+      (ImageFolder: Resize(256) + RandomCrop(256) + RandomHorizontalFlip()).
+  --resize center-crop: shards hold the 256 x 256 centre; both sides take that centre and flip it
+      (ImageFolder: Resize(256) + CenterCrop(256) + RandomHorizontalFlip(), the ADM recipe). Rounds alternate between the three loaders and each
 keeps its best round, so a burst of load from other processes on the machine hurts all alike.
 Two figures per loader: images/s (wall clock, steady state after the first batch) and CPU ms per
 image (main process + workers, start-up included), which a shared, busy machine disturbs less.
@@ -51,11 +54,12 @@ def _measure(loader, max_batches: int) -> tuple[float, float]:
     return rate, 1000 * (_cpu_s() - cpu0) / (total + n)
 
 
-def _imagefolder(root: Path, workers: int, batch: int):
+def _imagefolder(root: Path, workers: int, batch: int, resize: str):
     from torchvision import datasets, transforms
 
+    crop = transforms.RandomCrop(RESOLUTION) if resize == "short-side" else transforms.CenterCrop(RESOLUTION)
     tf = transforms.Compose([
-        transforms.Resize(RESOLUTION), transforms.RandomCrop(RESOLUTION), transforms.RandomHorizontalFlip(),
+        transforms.Resize(RESOLUTION), crop, transforms.RandomHorizontalFlip(),
         transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3),
     ])
     return torch.utils.data.DataLoader(datasets.ImageFolder(str(root), transform=tf), batch_size=batch,
@@ -70,6 +74,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--resize", choices=["short-side", "center-crop"], default="short-side",
+                   help="how the shards are prepared; ImageFolder's crop is paired with it")
     p.add_argument("--dir", default=None, help="work folder (default: a temp dir)")
     args = p.parse_args()
     n_images = args.images or (192 if args.quick else 2048)
@@ -87,16 +93,16 @@ def main() -> None:
         export_embedded_folder(originals, n_images, workers=args.workers)
     shards = {}
     for fmt in ("mds", "wds"):
-        shards[fmt] = work / fmt
+        shards[fmt] = work / f"{fmt}_{args.resize}"
         if not (shards[fmt] / "manifest.json").exists():
             run_prepare(PrepareOptions(src=str(originals), out=str(shards[fmt]), format=fmt, resolution=RESOLUTION,
-                                       resize="short-side", workers=args.workers, progress=False))
+                                       resize=args.resize, workers=args.workers, progress=False))
 
     def loaders():
         for fmt in ("mds", "wds"):
             cfg = DataConfig(path=str(shards[fmt]), format=fmt, resolution=RESOLUTION, num_workers=args.workers)
             yield fmt, build_loader(cfg, 0, 1, seed=0, batch_size=args.batch, train=True)
-        yield "imagefolder", _imagefolder(originals, args.workers, args.batch)
+        yield "imagefolder", _imagefolder(originals, args.workers, args.batch, args.resize)
 
     max_batches = n_images // args.batch - 2
     best: dict[str, float] = {}
@@ -108,7 +114,8 @@ def main() -> None:
             cpu[name] = min(cpu.get(name, float("inf")), cpu_ms)
             print(f"round {r}: {name:12s} {rate:8.1f} images/s {cpu_ms:7.2f} CPU ms/image", flush=True)
     result = {
-        "images": n_images, "resolution": RESOLUTION, "batch": args.batch, "workers": args.workers, "rounds": rounds,
+        "images": n_images, "resolution": RESOLUTION, "resize": args.resize, "batch": args.batch,
+        "workers": args.workers, "rounds": rounds,
         "mds_images_per_s": round(best["mds"], 1), "wds_images_per_s": round(best["wds"], 1),
         "imagefolder_images_per_s": round(best["imagefolder"], 1),
         "mds_over_imagefolder": round(best["mds"] / best["imagefolder"], 2),

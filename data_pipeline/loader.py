@@ -77,6 +77,7 @@ def _local_cache_dir(data_cfg, remote: str, rank: int) -> str:
 
 
 def _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean_stale_shm):
+    from data_pipeline.augment import collate
     from data_pipeline.mds_loader import ImageStreamingDataset, LatentStreamingDataset, MdsLoader
     from data_pipeline.shm_cleanup import remove_stale_streaming_shm
     from data_pipeline.streaming_world import streaming_world
@@ -89,14 +90,16 @@ def _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean
     )
     if clean_stale_shm:
         remove_stale_streaming_shm()
+    latent = data_cfg.format == "latent"
     with streaming_world(rank, world_size):
-        if data_cfg.format == "latent":
+        if latent:
             dataset = LatentStreamingDataset(**common)
         else:
             dataset = ImageStreamingDataset(resolution=data_cfg.resolution, train=train,
                                             flip=bool(data_cfg.random_flip), aug_seed=seed, **common)
+    extra = {} if latent else {"collate_fn": collate}
     return MdsLoader(dataset, batch_size=batch_size, world_size=world_size, num_workers=data_cfg.num_workers,
-                     prefetch_factor=data_cfg.prefetch_factor, drop_last=train)
+                     prefetch_factor=data_cfg.prefetch_factor, drop_last=train, **extra)
 
 
 def _build_wds(data_cfg, rank, world_size, seed, batch_size, train, split):

@@ -22,7 +22,7 @@ import torch
 from streaming import StreamingDataLoader, StreamingDataset
 from torch.utils.data import default_collate
 
-from data_pipeline.augment import crop_flip_uint8, to_unit_range
+from data_pipeline.augment import collate, crop_flip_uint8
 
 
 class ImageStreamingDataset(StreamingDataset):
@@ -59,11 +59,11 @@ class MdsLoader:
     """`iter()` = one epoch of batches; `state_dict()` / `load_state_dict()` as documented above."""
 
     def __init__(self, dataset: StreamingDataset, *, batch_size: int, world_size: int, num_workers: int,
-                 prefetch_factor: int, drop_last: bool):
+                 prefetch_factor: int, drop_last: bool, collate_fn=default_collate):
         self.dataset = dataset
         self.batch_size, self.world_size = batch_size, world_size
         self._loader = StreamingDataLoader(
-            dataset, batch_size=batch_size, num_workers=num_workers, drop_last=drop_last, collate_fn=default_collate,
+            dataset, batch_size=batch_size, num_workers=num_workers, drop_last=drop_last, collate_fn=collate_fn,
             prefetch_factor=prefetch_factor if num_workers > 0 else None, persistent_workers=False,
         )
         self._epoch = 0  # the epoch being read, or the next one to read
@@ -85,8 +85,6 @@ class MdsLoader:
     def _batches(self, epoch: int):
         for batch in self._loader:
             self._seen += len(batch["key"])
-            if "image" in batch:
-                batch["image"] = to_unit_range(batch["image"])
             yield batch
         if self._open and self._epoch == epoch:
             self._epoch, self._start, self._seen, self._open = epoch + 1, 0, 0, False

@@ -38,9 +38,9 @@ import warnings
 import numpy as np
 import webdataset as wds
 from PIL import Image
-from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from data_pipeline.augment import crop_flip_uint8, to_unit_range
+from data_pipeline.augment import collate, crop_flip_uint8
 from data_pipeline.errors import DataError
 
 IMAGE_SUFFIXES = ("jpg", "png", "jpeg", "webp")
@@ -123,7 +123,7 @@ class _WdsEpoch(IterableDataset):
         while True:
             chunk = list(itertools.islice(samples, B))
             if len(chunk) == B or (chunk and not self.cfg.train):
-                yield default_collate(chunk)
+                yield collate(chunk)
             if len(chunk) < B:
                 return
 
@@ -201,7 +201,6 @@ class WdsLoader:
     def _count(self, loader, epoch: int):
         for batch in loader:
             self._consumed += 1
-            batch["image"] = to_unit_range(batch["image"])
             yield batch
         if self._open and self._epoch == epoch:
             self._epoch, self._consumed, self._open = epoch + 1, 0, False
