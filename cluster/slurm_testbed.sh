@@ -165,10 +165,15 @@ EOF
     return $changed
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# The daemon named $2 runs with the pid in file $1: not a zombie, not another process that got the pid.
+pid_alive() {
+    local pid
+    [ -f "$1" ] && pid=$(cat "$1") && [ -r "/proc/$pid/comm" ] || return 1
+    [ "$(cat "/proc/$pid/comm")" = "$2" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat"
+}
 
 stop_daemon() {  # name pidfile
-    pid_alive "$2" || return 0
+    pid_alive "$2" "$1" || return 0
     local pid
     pid=$(cat "$2")
     log "stopping $1"
@@ -177,7 +182,19 @@ stop_daemon() {  # name pidfile
     rm -f "$2"
 }
 
-dbd_works() { sacctmgr -n list cluster; }
+# Client commands wait a long while for a daemon that is down: bound each check.
+dbd_works() { timeout 10 sacctmgr -n list cluster; }
+
+# Jobs saved by a slurmctld that was stopped or killed (a test cut short, a machine handed over)
+# would be requeued and run again: a test cluster starts empty.
+forget_old_jobs() {
+    local jobs
+    jobs=$(squeue -h -o %i | sort -u | tr '\n' ' ')
+    [ -n "${jobs// }" ] || return 0
+    log "cancelling job(s) left from before the restart: $jobs"
+    # shellcheck disable=SC2086
+    scancel $jobs
+}
 
 start_slurm() {
     local restart=$1
@@ -186,7 +203,7 @@ start_slurm() {
         stop_daemon slurmctld "$RUN_DIR/slurmctld.pid"
         stop_daemon slurmdbd "$RUN_DIR/slurmdbd.pid"
     fi
-    if ! pid_alive "$RUN_DIR/slurmdbd.pid"; then
+    if ! pid_alive "$RUN_DIR/slurmdbd.pid" slurmdbd; then
         log "starting slurmdbd"
         slurmdbd
         wait_for 60 dbd_works || die "slurmdbd did not start (see $LOG_DIR/slurmdbd.log)"
@@ -194,12 +211,13 @@ start_slurm() {
     if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
         sacctmgr -i add cluster "$CLUSTER" >/dev/null
     fi
-    if ! pid_alive "$RUN_DIR/slurmctld.pid"; then
+    if ! pid_alive "$RUN_DIR/slurmctld.pid" slurmctld; then
         log "starting slurmctld"
         slurmctld
         wait_for 60 scontrol ping || die "slurmctld did not start (see $LOG_DIR/slurmctld.log)"
+        forget_old_jobs
     fi
-    if ! pid_alive "$RUN_DIR/slurmd.pid"; then
+    if ! pid_alive "$RUN_DIR/slurmd.pid" slurmd; then
         log "starting slurmd"
         slurmd
     fi
@@ -211,7 +229,7 @@ start_slurm() {
     done
 }
 
-node_state() { sinfo -h -N -o %T | head -n 1; }
+node_state() { timeout 10 sinfo -h -N -o %T | head -n 1; }
 node_idle() { case $(node_state) in idle|mixed|allocated|completing) return 0 ;; *) return 1 ;; esac; }
 
 wait_for_node() {
@@ -235,8 +253,8 @@ cmd_start() {
 }
 
 cmd_status() {
-    scontrol ping >/dev/null 2>&1 || { echo "slurmctld: down"; exit 1; }
-    sacct -n -X -S now >/dev/null 2>&1 || { echo "slurmdbd: down (sacct fails)"; exit 1; }
+    timeout 10 scontrol ping >/dev/null 2>&1 || { echo "slurmctld: down"; exit 1; }
+    timeout 10 sacct -n -X -S now >/dev/null 2>&1 || { echo "slurmdbd: down (sacct fails)"; exit 1; }
     node_idle || { echo "node: $(node_state)"; exit 1; }
     echo "up: node $(hostname -s) is $(node_state)"
 }
