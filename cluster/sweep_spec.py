@@ -63,7 +63,7 @@ class SweepSpec:
 
     @property
     def sweep_dir(self) -> Path:
-        return Path(self.storage).resolve() / self.name
+        return Path(self.storage) / self.name
 
     def trial_config(self, params: dict, for_trial: bool = True):
         """The typed run config of one trial (for_trial=False: as a user would train it afterwards)."""
@@ -118,6 +118,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if not isinstance(raw["space"], dict) or not raw["space"]:
         raise ConfigError(f"sweep file {path}: 'space' must map config keys to distributions")
     raw["config"] = str(_config_path(raw["config"], path))
+    # trials run with their own working directory: every path they use is absolute
+    raw["storage"] = str(Path(raw.get("storage", SweepSpec.storage)).resolve())
     raw["asha"] = AshaSpec(**raw.get("asha", {}))
     spec = SweepSpec(**raw)
     if spec.mode not in ("min", "max"):

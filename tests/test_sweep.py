@@ -26,7 +26,7 @@ def write_sweep(tmp_path: Path, name: str, data: Path) -> Path:
                       "checkpoint.every_steps=4", "logging.every_steps=1", "logging.progress=false"],
         "space": {"train.lr": {"grid": LRS}}, "metric": "loss", "mode": "min",
         "asha": {"grace_period": 4, "reduction_factor": 2}, "max_concurrent_trials": 2,
-        "storage": str(tmp_path / "sweeps"),
+        "storage": "sweeps",  # relative to where the sweep starts; trials run elsewhere
     }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(sweep))
@@ -45,7 +45,7 @@ def read_table(sweep_dir: Path) -> list[dict]:
 def test_interrupted_asha_sweep_resumes_stops_weak_trials_and_writes_results(tmp_path, embedded_mds):
     sweep_file = write_sweep(tmp_path, "lr", embedded_mds)
     sweep_dir = tmp_path / "sweeps" / "lr"
-    driver = subprocess.Popen(sweep_command(sweep_file), stdout=subprocess.PIPE,
+    driver = subprocess.Popen(sweep_command(sweep_file), cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     while not any(p.stat().st_size for p in sweep_dir.glob("runs/*/metrics.jsonl")):
@@ -56,10 +56,10 @@ def test_interrupted_asha_sweep_resumes_stops_weak_trials_and_writes_results(tmp
     assert driver.returncode == 130 and "continue it with --resume" in output, output[-3000:]
     assert not (sweep_dir / "results.csv").exists()
 
-    again = subprocess.run(sweep_command(sweep_file), capture_output=True, text=True)
+    again = subprocess.run(sweep_command(sweep_file), cwd=tmp_path, capture_output=True, text=True)
     assert again.returncode == 2 and "pass --resume" in again.stderr
 
-    out = subprocess.run(sweep_command(sweep_file, "--resume"), capture_output=True, text=True,
+    out = subprocess.run(sweep_command(sweep_file, "--resume"), cwd=tmp_path, capture_output=True, text=True,
                          timeout=400)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     rows = read_table(sweep_dir)
