@@ -10,7 +10,7 @@ from hieratok import Tokenizer, scale_causal_mask
 from hieratok.config.loader import load_config
 from hieratok.models.attention import build_layout
 from hieratok.models.pyramid import sequence_positions
-from hieratok.models.rope import rope_angles
+from hieratok.models.rope import rope_rotations
 
 
 def _tiny(**model_overrides):
@@ -95,8 +95,8 @@ def test_rope_positions_are_cell_centres():
     pos = sequence_positions([1, 2, 4])
     assert pos[0].tolist() == [1.5, 1.5]  # the single coarsest cell sits at the grid centre
     assert pos[1].tolist() == [0.5, 0.5] and pos[5].tolist() == [0.0, 0.0]
-    cos, sin = rope_angles(pos, 32, 100.0)
-    assert cos.shape == (21, 16) and torch.allclose(cos.square() + sin.square(), torch.ones(()))
+    rot = rope_rotations(pos, 32, 100.0)
+    assert rot.shape == (21, 16) and rot.is_complex() and torch.allclose(rot.abs(), torch.ones(()))
 
 
 def test_rope_is_relative():
@@ -107,8 +107,8 @@ def test_rope_is_relative():
     pos = torch.rand(5, 2) * 8
     scores = []
     for shift in (0.0, 3.25):
-        cos, sin = rope_angles(pos + shift, 16, 100.0)
-        scores.append(apply_rope(q, cos, sin) @ apply_rope(k, cos, sin).transpose(-1, -2))
+        rot = rope_rotations(pos + shift, 16, 100.0)
+        scores.append(apply_rope(q, rot) @ apply_rope(k, rot).transpose(-1, -2))
     torch.testing.assert_close(scores[0], scores[1], rtol=1e-4, atol=1e-4)
 
 

@@ -85,3 +85,37 @@ def test_wandb_offline_logs_and_never_records_the_api_key(tmp_path, embedded_mds
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), f"API key leaked into {path}"
+
+
+def test_preemption_guard_remembers_every_signal_and_forwards_usr2_first():
+    from hieratok.train.signals import PreemptionGuard
+
+    calls = []
+    old = {s: signal.signal(s, lambda n, f: calls.append(n)) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    try:
+        guard = PreemptionGuard().install()
+        os.kill(os.getpid(), signal.SIGTERM)  # submitit's simulation: TERM, then the requeue signal
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert guard.requested and guard.received_all == [signal.SIGTERM, signal.SIGUSR2] and calls == []
+        assert guard.forward_to_previous_handler()
+        assert calls == [signal.SIGUSR2, signal.SIGTERM]
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def test_preemption_guard_off_the_main_thread_warns_instead_of_failing():
+    import threading
+
+    from hieratok.train.signals import PreemptionGuard
+
+    caught = []
+
+    def body():
+        with pytest.warns(UserWarning, match="not on the main thread"):
+            caught.append(PreemptionGuard().install())
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert caught and not caught[0].requested

@@ -21,7 +21,7 @@ from hieratok.config.errors import ConfigError
 from hieratok.generator.blocks import ClassEmbedding, FinalLayer, ModulatedBlock, TimestepEmbedding
 from hieratok.generator.config import GeneratorModelConfig
 from hieratok.models.layers import init_weights
-from hieratok.models.rope import grid_positions, rope_angles
+from hieratok.models.rope import grid_positions, rope_rotations
 
 EXPORT_FORMAT = "hieratok-generator/1"
 
@@ -95,11 +95,11 @@ class Generator(nn.Module):
     def latent_shape(self) -> tuple[int, int]:
         return self.config.latent_grid ** 2, self.config.latent_channels
 
-    def rope(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def rope(self, device: torch.device) -> torch.Tensor:
         """2D RoPE tables of the latent grid, cached per device."""
         if device not in self._rope:
             g, head_dim = self.config.latent_grid, self.config.width // self.config.heads
-            self._rope[device] = rope_angles(grid_positions(g, g, device), head_dim, self.config.rope_theta)
+            self._rope[device] = rope_rotations(grid_positions(g, g, device), head_dim, self.config.rope_theta)
         return self._rope[device]
 
     def condition(self, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -33,15 +33,14 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width, bias=False)
         self.proj = nn.Linear(width, width, bias=True)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
+    def forward(self, x: torch.Tensor, rope: torch.Tensor | None,
                 layout: AttentionLayout, queries_from: int = 0) -> torch.Tensor:
         """Attention of the tokens x[:, queries_from:] over all of x (keys and values)."""
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         q = q[:, :, queries_from:]
         if rope is not None:
-            cos, sin = rope
-            q, k = apply_rope(q, cos[queries_from:], sin[queries_from:]), apply_rope(k, cos, sin)
+            q, k = apply_rope(q, rope[queries_from:]), apply_rope(k, rope)
         out = layout(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n - queries_from, d))
 

@@ -14,7 +14,7 @@ from hieratok.models.attention import AttentionLayout, build_layout
 from hieratok.models.config import StackConfig
 from hieratok.models.layers import Block
 from hieratok.models.pyramid import MultiScalePyramid, sequence_positions
-from hieratok.models.rope import rope_angles
+from hieratok.models.rope import rope_rotations
 
 
 class Stack(nn.Module):
@@ -49,7 +49,7 @@ class Stack(nn.Module):
             rope = None
             if self.position == "rope":
                 head_dim = self.blocks[0].attn.qkv.out_features // 3 // self.heads
-                rope = rope_angles(sequence_positions(scales, device), head_dim, self.rope_theta)
+                rope = rope_rotations(sequence_positions(scales, device), head_dim, self.rope_theta)
             layout = build_layout([s * s for s in scales], device, self.attention_kernel) if multi else AttentionLayout()
             self._layouts[key] = (rope, layout)
         return self._layouts[key]
