@@ -3,8 +3,9 @@
 
 Each run is a fresh process (imports excluded from the timing) whose whole process tree is sampled
 for memory: the sum of RSS over the tree (counts pages shared by the forked workers once per
-process, so it overstates) and the sum of PSS (shared pages split between the processes sharing
-them: the memory the job really holds). cpu_ms_per_image is the CPU time of the job (main process
+process, so it overstates), the sum of PSS (each shared page split between the processes that map
+it, which includes other programs mapping the same libraries, so it moves with what else runs) and
+the sum of USS (pages only this job holds: what ending it would free). cpu_ms_per_image is the CPU time of the job (main process
 and workers) per image: on a machine shared with other work, images/s per worker can fall as
 workers are added while CPU per image holds, which shows the job was starved, not serialized.
 
@@ -28,7 +29,7 @@ import psutil
 
 RUN = """
 import json, resource, sys, time
-from data_pipeline.prepare import run_prepare, _warm_up
+from data_pipeline.prepare import run_prepare, warm_up
 from data_pipeline.prepare_options import PrepareOptions
 
 def cpu():  # this process and its joined pool workers
@@ -37,7 +38,7 @@ def cpu():  # this process and its joined pool workers
 
 opts = PrepareOptions(src=sys.argv[1], out=sys.argv[2], format=sys.argv[3], workers=int(sys.argv[4]),
                       resolution=256, progress=False)
-_warm_up(opts)
+warm_up(opts)
 start, cpu0 = time.perf_counter(), cpu()
 manifest = run_prepare(opts)
 print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": cpu() - cpu0,
@@ -45,26 +46,26 @@ print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": cpu() -
 """
 
 
-def _tree_memory(proc: psutil.Process) -> tuple[int, int]:
-    rss = pss = 0
+def _tree_memory(proc: psutil.Process) -> tuple[int, int, int]:
+    rss = pss = uss = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
             info = p.memory_full_info()
-            rss, pss = rss + info.rss, pss + info.pss
+            rss, pss, uss = rss + info.rss, pss + info.pss, uss + info.uss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return rss, pss
+    return rss, pss, uss
 
 
 def _run(src: Path, out: Path, fmt: str, workers: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     child = subprocess.Popen([sys.executable, "-c", RUN, str(src), str(out), fmt, str(workers)],
                              stdout=subprocess.PIPE, text=True, env=env)
-    proc, peak_rss, peak_pss = psutil.Process(child.pid), 0, 0
+    proc, peak_rss, peak_pss, peak_uss = psutil.Process(child.pid), 0, 0, 0
     while child.poll() is None:
         try:
-            rss, pss = _tree_memory(proc)
-            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+            rss, pss, uss = _tree_memory(proc)
+            peak_rss, peak_pss, peak_uss = max(peak_rss, rss), max(peak_pss, pss), max(peak_uss, uss)
         except psutil.NoSuchProcess:
             break
         time.sleep(0.25)
@@ -73,7 +74,8 @@ def _run(src: Path, out: Path, fmt: str, workers: int) -> dict:
     return {"workers": workers, "images": result["written"], "seconds": round(result["seconds"], 1),
             "images_per_s": round(rate, 1), "images_per_s_per_worker": round(rate / workers, 1),
             "cpu_ms_per_image": round(1000 * result["cpu_seconds"] / result["written"], 2),
-            "peak_rss_tree_mb": round(peak_rss / 2**20), "peak_pss_tree_mb": round(peak_pss / 2**20)}
+            "peak_rss_tree_mb": round(peak_rss / 2**20), "peak_pss_tree_mb": round(peak_pss / 2**20),
+            "peak_uss_tree_mb": round(peak_uss / 2**20)}
 
 
 def _burn(n: int) -> int:

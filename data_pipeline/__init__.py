@@ -3,6 +3,19 @@
     from data_pipeline import build_loader
     loader = build_loader(data_cfg, rank, world_size, seed, batch_size=B, train=True, split=None)
 
+Where things live:
+  prepare.py          `hieratok prepare`: plan -> parallel part workers -> MDS index merge -> manifest
+    sources.py, embedded.py, keys.py      what is read (folder tree, file list, `embedded`)
+    image_prep.py                         one image -> stored bytes, or a skip with its reason
+    shard_plan.py, part_worker.py         which sample goes to which shard; one shard per part
+    shard_writers.py, storage.py          MDS/WDS writers; local folder or s3:// destination
+    manifest.py, mds_index.py             manifest.json; merged MDS index.json
+  loader.py           build_loader (the entry point; its docstring is the contract)
+    mds_loader.py, wds_loader.py          the two readers and their resume guarantees
+    augment.py                            decode, crop/flip from (seed, epoch, key), collate
+    streaming_world.py, shm_cleanup.py    streaming's rank/world detection; stale /dev/shm cleanup
+  latent_rows.py, latent_stats.py         the generator's latent cache (writer, merge, stats)
+
 This package imports nothing heavy at import time (the config loader imports data_pipeline.config);
 `build_loader` pulls in torch / streaming / webdataset on first use.
 """

@@ -78,7 +78,7 @@ def _run_parts(plan: Plan, todo, opts: PrepareOptions, dest, already: int) -> li
     remote = is_remote(opts.out)
     staging = Path(tempfile.mkdtemp(prefix="hieratok-prepare-")) if remote else Path(opts.out) / STATE_DIR / "staging"
     job = PartJob(opts.format, opts.image_spec(), opts.out, staging)
-    _warm_up(opts)
+    warm_up(opts)
     ctx = mp.get_context("fork")  # workers inherit the imported libraries instead of re-importing them
     progress = ctx.Value("q", 0)
     bar = _progress_bar(opts, total, already)
@@ -111,15 +111,14 @@ def _run_parts(plan: Plan, todo, opts: PrepareOptions, dest, already: int) -> li
     return records
 
 
-def _warm_up(opts: PrepareOptions) -> None:
+def warm_up(opts: PrepareOptions) -> None:
     """Import the writer and load the embedded photos once, before forking the workers."""
     if opts.format == "mds":
         import streaming.base.format.mds.writer  # noqa: F401
     if opts.src == "embedded":
-        from data_pipeline.embedded import PHOTOS, _photo
+        from data_pipeline.embedded import load_photos
 
-        for name in PHOTOS:
-            _photo(name)
+        load_photos()
 
 
 def _progress_bar(opts: PrepareOptions, total: int, already: int):
