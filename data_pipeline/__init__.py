@@ -14,12 +14,17 @@ Where things live:
     mds_loader.py, wds_loader.py          the two readers and their resume guarantees
     augment.py                            decode, crop/flip from (seed, epoch, key), collate
     streaming_world.py, shm_cleanup.py    streaming's rank/world detection; stale /dev/shm cleanup
+    streaming_import.py                   imports streaming without its example datasets (transformers)
   latent_rows.py, latent_stats.py         the generator's latent cache (writer, merge, stats)
 
 This package imports nothing heavy at import time (the config loader imports data_pipeline.config);
 `build_loader` pulls in torch / streaming / webdataset on first use.
 """
 from __future__ import annotations
+
+from data_pipeline.streaming_import import defer_streaming_examples
+
+defer_streaming_examples()  # before anything imports streaming: skips its transformers import
 
 __all__ = ["build_loader"]
 
