@@ -1,6 +1,8 @@
 """`hieratok train --config FILE [key=value ...] [--run-dir DIR]` (distributed under torchrun)."""
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,7 +33,23 @@ def run(args) -> int:
         from hieratok.train.distributed import shutdown
 
         shutdown()
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     if result.preempted:
         print(f"hieratok train: stopped at step {result.step} with a checkpoint; rerun the same command to resume",
               file=sys.stderr)
+    print(json.dumps(_summary(run_dir, result)))
     return 0
+
+
+def _summary(run_dir: Path, result) -> dict:
+    """The last line of output: where the run stands (the full record is run_dir/metrics.jsonl)."""
+    last = {}
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.exists():
+        rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+        last = next((r for r in reversed(rows) if "loss" in r), {})
+    export = run_dir / "export"
+    return {"run_dir": str(run_dir), "step": result.step, "preempted": result.preempted,
+            "loss": last.get("loss"), "images_per_s": last.get("images_per_s"),
+            "export": str(export) if export.exists() and not result.preempted else None}
