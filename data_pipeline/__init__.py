@@ -12,7 +12,7 @@ Where things live:
     manifest.py, mds_index.py             manifest.json; merged MDS index.json
   loader.py           build_loader (the entry point; its docstring is the contract)
     mds_loader.py, wds_loader.py          the two readers and their resume guarantees
-    augment.py                            decode, crop/flip from (seed, epoch, key), collate
+    decode.py, augment.py                 bytes -> uint8; crop/flip from (seed, epoch, key), collate
     streaming_world.py, shm_cleanup.py    streaming's rank/world detection; stale /dev/shm cleanup
     streaming_import.py                   imports streaming without its example datasets (transformers)
   latent_rows.py, latent_stats.py         the generator's latent cache (writer, merge, stats)

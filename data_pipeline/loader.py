@@ -77,7 +77,7 @@ def _local_cache_dir(data_cfg, remote: str, rank: int) -> str:
 
 
 def _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean_stale_shm):
-    from data_pipeline.augment import collate
+    from data_pipeline.augment import collate, to_unit_range
     from data_pipeline.mds_loader import ImageStreamingDataset, LatentStreamingDataset, MdsLoader
     from data_pipeline.shm_cleanup import remove_stale_streaming_shm
     from data_pipeline.streaming_world import streaming_world
@@ -97,7 +97,7 @@ def _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean
         else:
             dataset = ImageStreamingDataset(resolution=data_cfg.resolution, train=train,
                                             flip=bool(data_cfg.random_flip), aug_seed=seed, **common)
-    extra = {} if latent else {"collate_fn": collate}
+    extra = {} if latent else {"collate_fn": collate, "finish_batch": to_unit_range}
     return MdsLoader(dataset, batch_size=batch_size, world_size=world_size, num_workers=data_cfg.num_workers,
                      prefetch_factor=data_cfg.prefetch_factor, drop_last=train, **extra)
 

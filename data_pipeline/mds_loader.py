@@ -20,16 +20,46 @@ from __future__ import annotations
 import numpy as np
 import torch
 from streaming import StreamingDataLoader, StreamingDataset
+from streaming.base.dataset import _ShardState
 from torch.utils.data import default_collate
 
 from data_pipeline.augment import collate, crop_flip_uint8
 
 
-class ImageStreamingDataset(StreamingDataset):
-    """Decodes `image` (PIL, from the stock `jpeg`/`png` column) into a cropped uint8 tensor."""
+class _LocalShardsFastPath(StreamingDataset):
+    """Skips streaming's per-epoch download and ready threads when there is nothing to download.
+
+    Each worker runs both threads over every sample of its epoch (a file lock per sample, and
+    sleep-polling loops that hold the GIL against the decoding thread). When every shard is already
+    local and none can be evicted (no remote, no cache_limit) they cannot change anything, so each
+    marks the whole epoch done at once, as streaming's own loops would after walking it."""
+
+    def _nothing_to_download(self) -> bool:
+        return (self.cache_limit is None and all(s.remote is None for s in self.streams)
+                and bool((self._shard_states.numpy() == _ShardState.LOCAL).all()))
+
+    def _prepare_thread(self, it) -> None:
+        if not self._nothing_to_download():
+            return super()._prepare_thread(it)
+        it.prepare_index = it.total
+        it.on_exit()
+
+    def _ready_thread(self, it) -> None:
+        if not self._nothing_to_download():
+            return super()._ready_thread(it)
+        it.ready_index = it.total
+        it.on_exit()
+
+
+class ImageStreamingDataset(_LocalShardsFastPath):
+    """Decodes `image` (the stock `jpeg`/`png` column) into a cropped uint8 tensor."""
 
     def __init__(self, *, resolution: int, train: bool, flip: bool, aug_seed: int, **kwargs):
         super().__init__(**kwargs)
+        for shard in self.shards:  # hand the column's bytes to decode.py: PIL's header parse is skipped
+            names, encodings = getattr(shard, "column_names", []), getattr(shard, "column_encodings", [])
+            if "image" in names and encodings[names.index("image")] in ("jpeg", "png"):
+                encodings[names.index("image")] = "bytes"
         self.resolution, self.train, self.flip, self.aug_seed = resolution, train, flip, aug_seed
         self.current_epoch = 0
 
@@ -46,7 +76,7 @@ class ImageStreamingDataset(StreamingDataset):
         return {"image": image, "label": int(sample["label"]), "key": sample["key"]}
 
 
-class LatentStreamingDataset(StreamingDataset):
+class LatentStreamingDataset(_LocalShardsFastPath):
     """Rows of the generator's latent cache: latent float32 [T, C], label, key."""
 
     def __getitem__(self, index: int) -> dict:
@@ -59,9 +89,10 @@ class MdsLoader:
     """`iter()` = one epoch of batches; `state_dict()` / `load_state_dict()` as documented above."""
 
     def __init__(self, dataset: StreamingDataset, *, batch_size: int, world_size: int, num_workers: int,
-                 prefetch_factor: int, drop_last: bool, collate_fn=default_collate):
+                 prefetch_factor: int, drop_last: bool, collate_fn=default_collate, finish_batch=None):
         self.dataset = dataset
         self.batch_size, self.world_size = batch_size, world_size
+        self._finish = finish_batch or (lambda batch: batch)  # in this process, after the worker's collate
         self._loader = StreamingDataLoader(
             dataset, batch_size=batch_size, num_workers=num_workers, drop_last=drop_last, collate_fn=collate_fn,
             prefetch_factor=prefetch_factor if num_workers > 0 else None, persistent_workers=False,
@@ -85,7 +116,7 @@ class MdsLoader:
     def _batches(self, epoch: int):
         for batch in self._loader:
             self._seen += len(batch["key"])
-            yield batch
+            yield self._finish(batch)
         if self._open and self._epoch == epoch:
             self._epoch, self._start, self._seen, self._open = epoch + 1, 0, 0, False
 

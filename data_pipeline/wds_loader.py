@@ -30,17 +30,15 @@ What a WDS resume guarantees, next to MDS:
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import random
 import warnings
 
 import numpy as np
 import webdataset as wds
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from data_pipeline.augment import collate, crop_flip_uint8
+from data_pipeline.augment import collate, crop_flip_uint8, to_unit_range
 from data_pipeline.errors import DataError
 
 IMAGE_SUFFIXES = ("jpg", "png", "jpeg", "webp")
@@ -112,9 +110,8 @@ class _WdsEpoch(IterableDataset):
         suffix = next((s for s in IMAGE_SUFFIXES if s in sample), None)
         if suffix is None or "cls" not in sample:
             raise DataError(f"WDS sample {sample.get('__key__')} in {sample.get('__url__')} has no image or no .cls")
-        img = Image.open(io.BytesIO(sample[suffix]))
         key = sample["__key__"]
-        return {"image": crop_flip_uint8(img, c.resolution, train=c.train, flip=c.flip, seed=c.seed,
+        return {"image": crop_flip_uint8(sample[suffix], c.resolution, train=c.train, flip=c.flip, seed=c.seed,
                                          epoch=self.epoch, key=key),
                 "label": int(sample["cls"]), "key": key}
 
@@ -201,7 +198,7 @@ class WdsLoader:
     def _count(self, loader, epoch: int):
         for batch in loader:
             self._consumed += 1
-            yield batch
+            yield to_unit_range(batch)
         if self._open and self._epoch == epoch:
             self._epoch, self._consumed, self._open = epoch + 1, 0, False
 

@@ -78,7 +78,9 @@ def test_mds_to_s3_reads_back_with_stock_and_our_loaders_and_resumes(s3_endpoint
     from data_pipeline.config import DataConfig
 
     cfg = DataConfig(path=url, format="mds", resolution=32, num_workers=0, cache_dir=str(tmp_path / "cache"))
-    keys = [k for b in build_loader(cfg, 0, 1, seed=0, batch_size=4) for k in b["key"]]
+    loader = build_loader(cfg, 0, 1, seed=0, batch_size=4)
+    assert not loader.dataset._nothing_to_download()  # streaming's download threads stay on for a remote
+    keys = [k for b in loader for k in b["key"]]
     assert len(keys) == 36 == len(set(keys)) and not set(keys) & val_keys
 
     stamps = {o["Key"]: o["LastModified"] for o in listed if o["Key"].endswith(".mds")}
