@@ -7,7 +7,8 @@ Where things live:
   prepare.py          `hieratok prepare`: plan -> parallel part workers -> MDS index merge -> manifest
     sources.py, embedded.py, keys.py      what is read (folder tree, file list, `embedded`)
     image_prep.py                         one image -> stored bytes, or a skip with its reason
-    shard_plan.py, part_worker.py         which sample goes to which shard; one shard per part
+    shard_plan.py                         which sample goes to which shard; one shard per part
+    encode_pool.py, part_writer.py        workers encode images; this process writes each part
     shard_writers.py, storage.py          MDS/WDS writers; local folder or s3:// destination
     manifest.py, mds_index.py             manifest.json; merged MDS index.json
   loader.py           build_loader (the entry point; its docstring is the contract)

@@ -7,9 +7,11 @@
 How it runs:
   1. List the source (paths and labels only) and fix the plan (shard_plan.py). `OUT/.prepare/plan.json`
      records it; a re-run with another source or other options is refused.
-  2. A pool of `workers` processes writes the parts that have no done-marker yet
-     (`OUT/.prepare/parts/<part>.json`), each into a local staging folder, then publishes it under
-     its final name. Memory is bounded: a worker holds one image and one shard (MDS) at a time.
+  2. A pool of `workers` processes reads, resizes and encodes the images of the parts that have no
+     done-marker yet (`OUT/.prepare/parts/<part>.json`), in order (encode_pool.py); this process
+     writes each part as they arrive into a local staging folder, then publishes it under its final
+     name (part_writer.py). Memory is bounded: a few chunks of 8 encoded images are in flight, and
+     one shard is open at a time.
   3. MDS: the parts' `index.json` files are merged per split with `streaming`'s `merge_index`.
   4. `manifest.json` is written last.
 A killed job re-run with the same arguments skips finished parts (their shards are not touched),
@@ -21,13 +23,13 @@ import json
 import multiprocessing as mp
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from data_pipeline.errors import DataError
 from data_pipeline.manifest import MANIFEST, build_manifest
 from data_pipeline.mds_index import merge_part_indexes
-from data_pipeline.part_worker import STATE_DIR, PartJob, init_worker, marker_path, write_part
+from data_pipeline.encode_pool import encoded_in_order, init_encoder
+from data_pipeline.part_writer import STATE_DIR, PartWriter, marker_path
 from data_pipeline.prepare_options import PrepareOptions
 from data_pipeline.shard_plan import Plan, fingerprint, make_plan
 from data_pipeline.sources import open_source
@@ -73,32 +75,27 @@ def _read_plan(dest, opts: PrepareOptions, fp: str) -> dict | None:
 
 def _run_parts(plan: Plan, todo, opts: PrepareOptions, dest, already: int) -> list[dict]:
     total = sum(len(p.items) for p in plan.parts)
+    items = [item for part in todo for item in part.items]
     if not todo:
         return []
     remote = is_remote(opts.out)
     staging = Path(tempfile.mkdtemp(prefix="hieratok-prepare-")) if remote else Path(opts.out) / STATE_DIR / "staging"
-    job = PartJob(opts.format, opts.image_spec(), opts.out, staging)
+    spec = opts.image_spec()
     warm_up(opts)
-    ctx = mp.get_context("fork")  # workers inherit the imported libraries instead of re-importing them
-    progress = ctx.Value("q", 0)
+    workers = max(1, min(opts.workers, len(items)))
     bar = _progress_bar(opts, total, already)
     records = []
-    pool = ctx.Pool(min(opts.workers, len(todo)), initializer=init_worker, initargs=(job, progress))
+    # spawn: the workers import PIL and numpy only, never the torch behind streaming (encode_pool.py)
+    pool = mp.get_context("spawn").Pool(workers, initializer=init_encoder, initargs=(spec,))
     try:
-        pending = [pool.apply_async(write_part, (p,)) for p in todo]
-        shown = 0
-        while pending:
-            time.sleep(0.1)
-            still = []
-            for r in pending:
-                if r.ready():
-                    records.append(r.get())  # re-raises a worker's unexpected error here
-                else:
-                    still.append(r)
-            pending = still
-            if bar is not None and progress.value > shown:
-                bar.update(progress.value - shown)
-                shown = progress.value
+        encoded = encoded_in_order(pool, items, workers)
+        for part in todo:
+            writer = PartWriter(part, opts.format, spec.image_format, dest, staging)
+            for item in part.items:
+                writer.add(item, next(encoded))
+                if bar is not None:
+                    bar.update(1)
+            records.append(writer.finish())
         pool.close()
         shutil.rmtree(staging, ignore_errors=True)  # every part was published: only empty folders left
     finally:
@@ -112,13 +109,9 @@ def _run_parts(plan: Plan, todo, opts: PrepareOptions, dest, already: int) -> li
 
 
 def warm_up(opts: PrepareOptions) -> None:
-    """Import the writer and load the embedded photos once, before forking the workers."""
+    """Import the shard writer before the clock of a benchmark starts (the workers never import it)."""
     if opts.format == "mds":
         import streaming.base.format.mds.writer  # noqa: F401
-    if opts.src == "embedded":
-        from data_pipeline.embedded import load_photos
-
-        load_photos()
 
 
 def _progress_bar(opts: PrepareOptions, total: int, already: int):
