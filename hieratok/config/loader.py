@@ -189,3 +189,13 @@ def to_yaml(cfg: DictConfig) -> str:
 def save_config(cfg: DictConfig, path: str | Path) -> None:
     """Write the resolved config; a run dir's `config.yaml` reloads with `load_config` unchanged."""
     Path(path).write_text(to_yaml(cfg))
+
+
+def model_section(path_or_cfg):
+    """The `model:` config of a preset or run-config YAML path, of a full run config, or the model
+    config itself (what the models' `from_config` accept)."""
+    if isinstance(path_or_cfg, (str, Path)):
+        return load_config(path_or_cfg).model
+    if hasattr(path_or_cfg, "model") and hasattr(path_or_cfg, "task"):
+        return path_or_cfg.model
+    return path_or_cfg

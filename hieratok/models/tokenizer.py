@@ -109,13 +109,9 @@ class Tokenizer(nn.Module):
     @classmethod
     def from_config(cls, path_or_cfg) -> "Tokenizer":
         """From a preset or run-config YAML path, a full run config, or a `model:` config."""
-        if isinstance(path_or_cfg, (str, Path)):
-            from hieratok.config.loader import load_config
+        from hieratok.config.loader import model_section
 
-            return cls(load_config(path_or_cfg).model)
-        if hasattr(path_or_cfg, "model") and hasattr(path_or_cfg, "task"):
-            return cls(path_or_cfg.model)
-        return cls(path_or_cfg)
+        return cls(model_section(path_or_cfg))
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.encoder.stack.grad_checkpointing = enabled
