@@ -31,12 +31,6 @@ def _photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3])
 
 
-def load_photos() -> None:
-    """Load every photo into this process's cache (before forking workers, so they share it)."""
-    for name in PHOTOS:
-        _photo(name)
-
-
 def embedded_class_names() -> list[str]:
     return sorted(PHOTOS)
 

@@ -25,10 +25,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from data_pipeline.encode_pool import encoded_in_order, init_encoder
 from data_pipeline.errors import DataError
 from data_pipeline.manifest import MANIFEST, build_manifest
 from data_pipeline.mds_index import merge_part_indexes
-from data_pipeline.encode_pool import encoded_in_order, init_encoder
 from data_pipeline.part_writer import STATE_DIR, PartWriter, marker_path
 from data_pipeline.prepare_options import PrepareOptions
 from data_pipeline.shard_plan import Plan, fingerprint, make_plan
@@ -74,10 +74,10 @@ def _read_plan(dest, opts: PrepareOptions, fp: str) -> dict | None:
 
 
 def _run_parts(plan: Plan, todo, opts: PrepareOptions, dest, already: int) -> list[dict]:
-    total = sum(len(p.items) for p in plan.parts)
-    items = [item for part in todo for item in part.items]
     if not todo:
         return []
+    total = sum(len(p.items) for p in plan.parts)
+    items = [item for part in todo for item in part.items]
     remote = is_remote(opts.out)
     staging = Path(tempfile.mkdtemp(prefix="hieratok-prepare-")) if remote else Path(opts.out) / STATE_DIR / "staging"
     spec = opts.image_spec()
