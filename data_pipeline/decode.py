@@ -1,4 +1,4 @@
-"""Encoded image (bytes, or a PIL image opened from them) -> uint8 [3, H, W] tensor.
+"""Encoded image bytes (or an opened PIL image) -> uint8 [3, H, W] tensor.
 
 Images under twice the target resolution R (what prepared shards hold) go straight from their bytes
 to a tensor with torchvision.io (libjpeg-turbo / libpng): about twice as fast as PIL plus a numpy
@@ -55,19 +55,10 @@ def _pil_to_uint8(img: Image.Image, resolution: int) -> torch.Tensor:
     return torch.from_numpy(np.array(img)).permute(2, 0, 1)
 
 
-def _bytes_behind(img: Image.Image) -> bytes | None:
-    """The file bytes behind an image opened from memory (as streaming's stock jpeg/png columns are)."""
-    fp = getattr(img, "fp", None)
-    return fp.getvalue() if img.format in ("JPEG", "PNG") and isinstance(fp, io.BytesIO) else None
-
-
 def decode_uint8(image: bytes | Image.Image, resolution: int) -> torch.Tensor:
-    """uint8 [3, H, W] RGB."""
+    """uint8 [3, H, W] RGB. The loaders pass bytes; an already opened PIL image is decoded by PIL."""
     if isinstance(image, Image.Image):
-        data = _bytes_behind(image) if min(image.size) < 2 * resolution else None
-        if data is None:
-            return _pil_to_uint8(image, resolution)
-        image = data
+        return _pil_to_uint8(image, resolution)
     header = encoded_size(image)
     if header is None or (header[0] == "JPEG" and min(header[1:]) >= 2 * resolution):
         return _pil_to_uint8(Image.open(io.BytesIO(image)), resolution)
