@@ -7,14 +7,16 @@ import subprocess
 import time
 
 import pytest
+import torch
 
-from train_runs import REPO, env, latest_step, metrics, run_train, tiny_overrides, train_command
+from train_runs import REPO, env, exported, latest_step, metrics, run_train, tiny_overrides, train_command
 from hieratok.train.checkpoint_dirs import STATE_FILE, CheckpointDirs
 
 
 def test_nan_at_step_k_is_reported_and_skipped(tmp_path, embedded_mds):
     run_dir = tmp_path / "run"
-    proc = run_train(run_dir, tiny_overrides(embedded_mds, **{"train.max_steps": 8, "train.inject_nan_at_steps": "[5]"}))
+    proc = run_train(run_dir, tiny_overrides(embedded_mds, **{"train.max_steps": 8}),
+                     faults={"HIERATOK_FAULT_NAN_LOSS": "5"})
     assert "non-finite loss or gradient at step 5" in proc.stdout + proc.stderr
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     events = [r for r in rows if r.get("event") == "nonfinite_step_skipped"]
@@ -27,8 +29,8 @@ def test_nan_at_step_k_is_reported_and_skipped(tmp_path, embedded_mds):
 def test_too_many_nonfinite_steps_abort_keeping_last_good_checkpoint(tmp_path, embedded_mds):
     run_dir = tmp_path / "run"
     overrides = tiny_overrides(embedded_mds, **{"train.max_steps": 10, "checkpoint.every_steps": 2,
-                                                "train.inject_nan_at_steps": "[5,6]", "train.max_nonfinite_steps": 2})
-    proc = run_train(run_dir, overrides, check=False)
+                                                "train.max_nonfinite_steps": 2})
+    proc = run_train(run_dir, overrides, check=False, faults={"HIERATOK_FAULT_NAN_LOSS": "5,6"})
     assert proc.returncode == 3
     assert "2 non-finite steps in a row" in proc.stderr and "last at step 6" in proc.stderr
     assert "step_00000004" in proc.stderr  # names the checkpoint that is kept
@@ -119,3 +121,21 @@ def test_preemption_guard_off_the_main_thread_warns_instead_of_failing():
     t.start()
     t.join()
     assert caught and not caught[0].requested
+
+
+@pytest.mark.parametrize("backend", ["ddp", "deepspeed"])
+def test_nan_only_in_the_discriminator_loss_skips_the_whole_step(tmp_path, embedded_mds, backend):
+    """The tokenizer's gradients are finite, yet the step is flagged: its weights must not move (under
+    DeepSpeed ZeRO-2 too, whose optimizer would otherwise apply a zero-gradient AdamW update)."""
+    gan = {"loss.gan.weight": 0.1, "loss.gan.start_step": 0, "loss.gan.ramp_steps": 1, "train.ema_decay": 0,
+           "train.min_lr_ratio": 1.0, "train.warmup_steps": 1, "dist.backend": backend, "dist.zero_stage": 2}
+    run_train(tmp_path / "two", tiny_overrides(embedded_mds, **{"train.max_steps": 2, **gan}))
+    proc = run_train(tmp_path / "three", tiny_overrides(embedded_mds, **{"train.max_steps": 3, **gan}),
+                     faults={"HIERATOK_FAULT_NAN_AUX": "3"})
+    assert "non-finite loss or gradient at step 3" in proc.stdout + proc.stderr
+    after_two, after_three = exported(tmp_path / "two"), exported(tmp_path / "three")
+    assert after_two.keys() == after_three.keys()
+    assert [k for k in after_two if not torch.equal(after_two[k], after_three[k])] == []
+    run_train(tmp_path / "four", tiny_overrides(embedded_mds, **{"train.max_steps": 3, **gan}))
+    moved = exported(tmp_path / "four")  # without the fault, step 3 does change the weights
+    assert any(not torch.equal(after_two[k], moved[k]) for k in after_two)

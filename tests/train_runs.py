@@ -34,23 +34,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_command(run_dir, overrides: list[str], nproc: int = 1, config: str = TINY) -> list[str]:
+def train_command(run_dir, overrides: list[str], nproc: int = 1, config: str = TINY, faults: bool = False) -> list[str]:
+    """`hieratok train` as users run it; with `faults`, through tests/fault_cli.py (HIERATOK_FAULT_* set)."""
     args = ["train", "--config", config, "--run-dir", str(run_dir), *overrides]
+    entry = [str(REPO / "tests" / "fault_cli.py")] if faults else ["-m", "hieratok"]
     if nproc == 1:
-        return [sys.executable, "-m", "hieratok", *args]
+        return [sys.executable, *entry, *args]
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-            f"--master_port={_free_port()}", "-m", "hieratok", *args]
+            f"--master_port={_free_port()}", *entry, *args]
 
 
-def env() -> dict:
+def env(**extra: str) -> dict:
     e = dict(os.environ)
-    e.update(OMP_NUM_THREADS="1", WANDB_MODE=e.get("WANDB_MODE", "disabled"), PYTHONUNBUFFERED="1")
+    e.update(OMP_NUM_THREADS="1", WANDB_MODE=e.get("WANDB_MODE", "disabled"), PYTHONUNBUFFERED="1", **extra)
     return e
 
 
-def run_train(run_dir, overrides: list[str], nproc: int = 1, check: bool = True, timeout: int = 600):
-    proc = subprocess.run(train_command(run_dir, overrides, nproc), cwd=REPO, env=env(), capture_output=True,
-                          text=True, timeout=timeout)
+def run_train(run_dir, overrides: list[str], nproc: int = 1, check: bool = True, timeout: int = 600,
+              faults: dict[str, str] | None = None, config: str = TINY):
+    """`faults`: HIERATOK_FAULT_* variables for tests/fault_cli.py, e.g. {"HIERATOK_FAULT_NAN_LOSS": "5"}."""
+    proc = subprocess.run(train_command(run_dir, overrides, nproc, config, faults=bool(faults)), cwd=REPO,
+                          env=env(**(faults or {})), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"hieratok train failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc

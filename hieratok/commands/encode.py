@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from data_pipeline.errors import DataError
     from hieratok.generator.latent_cache import encode_dataset
-    from hieratok.train.distributed import init_distributed
+    from hieratok.distributed.process_group import init_distributed
 
     try:
         doc = encode_dataset(args.tokenizer, args.data, args.out, flip=args.flip, split=args.split,

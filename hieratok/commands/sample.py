@@ -39,7 +39,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from hieratok.generator.sample_run import sample_to_npz
     from hieratok.generator.tokenizer_ref import TokenizerMismatchError
-    from hieratok.train.distributed import init_distributed
+    from hieratok.distributed.process_group import init_distributed
 
     try:
         meta = sample_to_npz(args.run_dir, args.out, num=args.num, cfg_scale=args.cfg_scale,

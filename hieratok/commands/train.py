@@ -30,7 +30,7 @@ def run(args) -> int:
         print(f"hieratok train: {e}", file=sys.stderr)
         return 3
     finally:
-        from hieratok.train.distributed import shutdown
+        from hieratok.distributed.process_group import shutdown
 
         shutdown()
     if os.environ.get("RANK", "0") != "0":

@@ -77,7 +77,7 @@ def encode_dataset(tokenizer: str, data: str, out: str, *, flip: bool = False, s
     from data_pipeline.config import DataConfig
     from data_pipeline.latent_rows import LatentPartWriter, merge_latent_parts
     from data_pipeline.storage import open_destination
-    from hieratok.train.distributed import barrier, broadcast_object, init_distributed
+    from hieratok.distributed.process_group import barrier, broadcast_object, init_distributed
 
     info = init_distributed()
     ref = tokenizer_ref(tokenizer)

@@ -91,7 +91,7 @@ def sample_to_npz(run_dir: str | Path, out: str | Path, *, num: int, cfg_scale: 
                   cfg_interval: tuple[float, float] = (0.0, 1.0), steps: int = 50, sampler: str = "heun",
                   seed: int = 0, batch_size: int = 32, png_dir: str | Path | None = None) -> dict:
     """Collective under torchrun. Writes `out` (rank 0) and returns its metadata."""
-    from hieratok.train.distributed import barrier, init_distributed
+    from hieratok.distributed.process_group import barrier, init_distributed
 
     if num < 1 or batch_size < 1:
         raise ValueError(f"--num ({num}) and --batch-size ({batch_size}) must be at least 1")

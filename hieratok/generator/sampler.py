@@ -99,10 +99,12 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 def per_sample_noise(seed: int, indices, shape: tuple[int, ...], device=None) -> torch.Tensor:
-    """Standard normal noise [len(indices), *shape]; row k depends only on (seed, indices[k])."""
-    rows = [torch.randn(shape, generator=torch.Generator().manual_seed(sample_seed(seed, int(i))))
+    """Standard normal noise [len(indices), *shape]; row k depends only on (seed, indices[k]).
+
+    Drawn on the host on purpose, once per batch: the same seed gives the same samples on any device."""
+    rows = [torch.randn(shape, generator=torch.Generator().manual_seed(sample_seed(seed, int(i))), device="cpu")
             for i in indices]
-    out = torch.stack(rows) if rows else torch.empty((0, *shape))
+    out = torch.stack(rows) if rows else torch.empty((0, *shape), device="cpu")
     return out.to(device)
 
 

@@ -18,7 +18,7 @@ from hieratok.generator.flow import drop_labels, flow_matching_loss, logit_norma
 from hieratok.generator.model import Generator, as_generator_config, export_config
 from hieratok.generator.normalization import LatentStats
 from hieratok.generator.tokenizer_ref import TokenizerRef, load_frozen_tokenizer, resolve_tokenizer
-from hieratok.train.randomness import keyed_rand, keyed_randn
+from hieratok.distributed.randomness import keyed_rand, keyed_randn
 
 
 class GeneratorTask:
@@ -80,7 +80,7 @@ class GeneratorTask:
         """Per-channel stats of the first `model.stats_images` images (centre crop), summed over ranks."""
         from data_pipeline import build_loader
         from data_pipeline.latent_stats import ChannelStats
-        from hieratok.train.distributed import all_reduce_sum, init_distributed
+        from hieratok.distributed.process_group import all_reduce_sum, init_distributed
 
         if self.tokenizer is None:
             self.tokenizer = load_frozen_tokenizer(self.tokenizer_ref, self.device)

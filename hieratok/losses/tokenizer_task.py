@@ -20,7 +20,7 @@ from hieratok.losses.discriminator import (
 )
 from hieratok.models.pretrained import resolve_export_dir, save_state_dict
 from hieratok.models.tokenizer import EXPORT_FORMAT, Tokenizer, as_model_config
-from hieratok.train.randomness import keyed_randn
+from hieratok.distributed.randomness import keyed_randn
 
 
 class TokenizerTask:

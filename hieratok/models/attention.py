@@ -9,6 +9,7 @@ every call can take the fast (flash / memory-efficient) kernels. "mask" is the d
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -17,8 +18,8 @@ import torch.nn.functional as F
 
 def scale_ids(tokens_per_scale: list[int] | tuple[int, ...], device=None) -> torch.Tensor:
     """The scale index of every token of the concatenated coarse-to-fine sequence: [N] long."""
-    counts = torch.as_tensor(list(tokens_per_scale), device=device)
-    return torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+    ids = [scale for scale, count in enumerate(tokens_per_scale) for _ in range(count)]
+    return torch.tensor(ids, dtype=torch.long, device=device)
 
 
 def scale_causal_mask(tokens_per_scale: list[int] | tuple[int, ...]) -> torch.BoolTensor:
@@ -26,7 +27,7 @@ def scale_causal_mask(tokens_per_scale: list[int] | tuple[int, ...]) -> torch.Bo
 
     A token of scale k sees every token of the scales <= k, its own scale included.
     """
-    ids = scale_ids(tokens_per_scale)
+    ids = scale_ids(tokens_per_scale, device="cpu")
     return ids[None, :] <= ids[:, None]
 
 
@@ -84,5 +85,4 @@ def build_layout(tokens_per_scale: list[int], device: torch.device, kernel: str 
         return AttentionLayout(block_mask=create_block_mask(scale_causal, None, None, n, n, device=str(device)))
     if kernel == "mask":
         return AttentionLayout(mask=scale_causal_mask(tokens_per_scale).to(device))
-    ends = torch.as_tensor(list(tokens_per_scale)).cumsum(0).tolist()
-    return AttentionLayout(prefix_ends=tuple(ends))
+    return AttentionLayout(prefix_ends=tuple(itertools.accumulate(tokens_per_scale)))

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hieratok.models.attention import scale_ids
 from hieratok.models.rope import grid_positions
 
 
@@ -18,16 +19,19 @@ class MultiScalePyramid(nn.Module):
         self.grid = self.scales[-1]
         self.downsample = downsample
         self.scale_embed = nn.Parameter(torch.zeros(len(self.scales), width))
+        # the scale of every token, made once: the forward indexes it instead of rebuilding it per call
+        self.register_buffer("scale_index", scale_ids(self.tokens_per_scale), persistent=False)
         if downsample == "conv":
             # depthwise strided conv per coarse scale, initialised to the area average it replaces
             self.convs = nn.ModuleList(
                 nn.Conv2d(width, width, self.grid // s, stride=self.grid // s, groups=width)
                 for s in self.scales[:-1]
             )
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
         nn.init.trunc_normal_(self.scale_embed, std=0.02)
+        self.reset_downsampling()
+
+    def reset_downsampling(self) -> None:
+        """The learned downsampling starts as the area average it replaces (after any generic init)."""
         if self.downsample == "conv":
             for conv, s in zip(self.convs, self.scales[:-1]):
                 nn.init.constant_(conv.weight, (s / self.grid) ** 2)
@@ -49,11 +53,7 @@ class MultiScalePyramid(nn.Module):
         return torch.cat(parts, dim=1)
 
     def embed_scales(self, seq: torch.Tensor) -> torch.Tensor:
-        ids = torch.repeat_interleave(
-            torch.arange(len(self.scales), device=seq.device),
-            torch.as_tensor(self.tokens_per_scale, device=seq.device),
-        )
-        return seq + self.scale_embed[ids].to(seq.dtype)
+        return seq + self.scale_embed[self.scale_index].to(seq.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed_scales(self.pool(x))

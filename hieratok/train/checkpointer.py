@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from hieratok.train.checkpoint_dirs import STATE_FILE, CheckpointDirs, read_trainer_state, write_json_atomic
-from hieratok.train.distributed import barrier
+from hieratok.distributed.process_group import barrier
 from hieratok.train.loop import LoopState
-from hieratok.train.randomness import rng_state, set_rng_state
+from hieratok.distributed.randomness import rng_state, set_rng_state
 
 
 class Checkpointer:

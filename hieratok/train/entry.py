@@ -10,11 +10,12 @@ from hieratok.train.backends import build_backend
 from hieratok.train.backends.base import wrap_aux_ddp
 from hieratok.train.checkpoint_dirs import CheckpointDirs, read_trainer_state
 from hieratok.train.checkpointer import Checkpointer
-from hieratok.train.distributed import barrier, init_distributed
+from hieratok.train.config import resolve_precision
+from hieratok.distributed.process_group import barrier, init_distributed
 from hieratok.train.loop import LoopState, TrainLoop, TrainResult
 from hieratok.train.monitor import Monitor
 from hieratok.train.periodic import PeriodicEval
-from hieratok.train.randomness import seed_everything
+from hieratok.distributed.randomness import seed_everything
 from hieratok.train.run_dir import write_config
 from hieratok.train.signals import PreemptionGuard
 from hieratok.train.tasks import build_task
@@ -29,6 +30,7 @@ def train(cfg, run_dir: str | Path) -> TrainResult:
         write_config(run_dir, cfg)
         dirs.remove_stale_staging()
     barrier()
+    cfg.dist.mixed_precision = resolve_precision(cfg.dist.mixed_precision, info.device)  # config.yaml keeps `auto`
     latest = dirs.latest()
     saved_world = read_trainer_state(latest)["world_size"] if latest else info.world_size
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from hieratok.train.distributed import all_reduce_sum
+from hieratok.distributed.process_group import all_reduce_sum
 from hieratok.train.optim import lr_at, scaled_lr
 
 
@@ -91,50 +92,65 @@ class TrainLoop:
             with backend.accumulate(last):
                 with self._autocast():
                     loss, terms = task.compute_loss(backend.model, batch, step)
-                if step in self.cfg.train.inject_nan_at_steps:
-                    loss = loss * float("nan")
-                    terms["loss"] = loss.detach()
-                backend.backward(loss, self.accum)
-                with self._autocast():
                     aux = task.aux_losses(step) if hasattr(task, "aux_losses") else {}
-                for name, (aux_loss, aux_terms) in aux.items():
+                for _, aux_terms in aux.values():
+                    terms.update(aux_terms)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.float()
+                if last:
+                    loss, aux = self._poison_if_nonfinite(sums, loss, aux)
+                backend.backward(loss, self.accum)
+                for name, (aux_loss, _) in aux.items():
                     wrapped = self.aux[name][0]
                     sync = contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
                     with sync:
                         (aux_loss / self.accum).backward()
-                    terms.update(aux_terms)
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.float()
-        # one all-reduce per step carries the logged terms, the non-finite flag and the stop request
-        names = sorted(sums)
-        local_bad = float(not all(torch.isfinite(sums[k]) for k in names))
-        stop_request = float(self.guard.requested)
-        packed = torch.stack([sums[k] for k in names] + [torch.tensor(local_bad), torch.tensor(stop_request)])
-        packed = all_reduce_sum(packed.to(self.info.device).double()).cpu()
+        # one all-reduce carries the logged terms, the non-finite flag and the stop request; one
+        # device-to-host copy, the step's only blocking sync, brings them back with the grad norm
+        names, n = sorted(sums), len(sums)
+        device = self.info.device
+        values = torch.stack([sums[k] for k in names]).double()
+        flags = torch.stack([(~torch.isfinite(values)).any().double(),
+                             torch.full((), float(self.guard.requested), dtype=torch.float64, device=device)])
+        packed = all_reduce_sum(torch.cat([values, flags]))
+        grad_norm = backend.clip_grad_norm(self.cfg.train.grad_clip)  # None: the backend clips in step()
+        if grad_norm is not None:
+            packed = torch.cat([packed, grad_norm.detach().double().reshape(1)])
+        host = packed.tolist()
         scale = self.accum * self.info.world_size
-        scalars = {k: float(packed[i]) / scale for i, k in enumerate(names)}
-        any_bad, any_stop = packed[-2].item() > 0, packed[-1].item() > 0
-        grad_norm = backend.clip_grad_norm(self.cfg.train.grad_clip)
-        norm_ok = bool(torch.isfinite(grad_norm)) or backend.name == "deepspeed"
-        applied = not any_bad and norm_ok and backend.step()  # DeepSpeed may still find inf/nan gradients
+        scalars = {k: host[i] / scale for i, k in enumerate(names)}
+        any_bad, any_stop = host[n] > 0, host[n + 1] > 0
+        norm = host[n + 2] if grad_norm is not None else None
+        if norm is not None and not math.isfinite(norm):
+            any_bad = True
+        applied = not any_bad and backend.step()  # DeepSpeed may still find inf/nan gradients
         if applied:
             for _, opt in self.aux.values():
                 opt.step()
             self.state.nonfinite_in_a_row = 0
         else:
-            if not norm_ok or any_bad:
+            if any_bad:
                 backend.skip_step()
             self.state.nonfinite_total += 1
             self.state.nonfinite_in_a_row += 1
         for _, opt in self.aux.values():
             opt.zero_grad(set_to_none=True)
-        if hasattr(backend, "last_grad_norm"):
-            grad_norm = torch.tensor(backend.last_grad_norm())
-        scalars.update(lr=lr, grad_norm=float(grad_norm), nonfinite_steps=self.state.nonfinite_total)
+        if norm is None:  # known only after the backend's step; read it only when someone looks
+            norm = backend.last_grad_norm() if self.monitor.should_log(step) or not applied else float("nan")
+        scalars.update(lr=lr, grad_norm=norm, nonfinite_steps=self.state.nonfinite_total)
         self.monitor.add_interval(self.cfg.train.global_batch_size, data_wait)
         self._stop_requested = any_stop
         self._step_was_bad = not applied
         return scalars
+
+    def _poison_if_nonfinite(self, sums: dict, loss: torch.Tensor, aux: dict) -> tuple[torch.Tensor, dict]:
+        """A non-finite term anywhere in this step, on any rank (a NaN discriminator loss included),
+        makes the last backward's gradients NaN, decided on the device without a host sync. Every
+        backend then sees non-finite gradients and skips the step: ours by the grad norm, DeepSpeed
+        by its own overflow check, which also keeps its step counters right."""
+        bad = torch.stack([v for v in sums.values()]).isfinite().logical_not().any().float()
+        poison = torch.where(all_reduce_sum(bad) > 0, float("nan"), 1.0)
+        return loss * poison, {name: (a * poison, t) for name, (a, t) in aux.items()}
 
     # --- the run -------------------------------------------------------------------------------
     def run(self) -> TrainResult:

@@ -84,7 +84,8 @@ class Backend:
     def set_lr(self, lr: float) -> None:
         set_lr(self.optimizer, lr)
 
-    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
+    def clip_grad_norm(self, max_norm: float) -> torch.Tensor | None:
+        """The global grad norm before clipping, on the device (None: known only after `step()`)."""
         norm = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm if max_norm > 0 else float("inf"))
         return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
@@ -98,6 +99,10 @@ class Backend:
 
     def skip_step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
+
+    def last_grad_norm(self) -> float:
+        """The grad norm of the last step, for backends whose `clip_grad_norm` returns None."""
+        return float("nan")
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _state(self) -> _TrainState:

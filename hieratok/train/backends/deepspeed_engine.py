@@ -1,8 +1,9 @@
 """DeepSpeed ZeRO-1/2/3. Checkpoints carry universal-checkpoint info, so a run saved at one world
 size resumes at another: the checkpoint is converted with `ds_to_universal` on first such load.
 
-Parameters stay fp32 and the forward runs under torch.autocast when `dist.mixed_precision=bf16`
-(the same numerics as the DDP and FSDP2 backends). The EMA lives beside the engine: full tensors
+With `dist.mixed_precision=bf16` the engine keeps bf16 weights, gradients and communication with
+fp32 master weights in the optimizer (DeepSpeed's `bf16` section), and the forward runs under
+torch.autocast as in the DDP and FSDP2 backends. The EMA lives beside the engine: full tensors
 under ZeRO-1/2, the rank's own flat partition under ZeRO-3 (gathered to full tensors on save, so
 it reloads at any world size).
 """
@@ -16,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from hieratok.train.distributed import barrier
+from hieratok.distributed.process_group import barrier
 from hieratok.train.optim import param_groups, scaled_lr, set_lr
 
 STATE_TAG = "state"
@@ -35,7 +36,8 @@ def _ds_config(cfg, world_size: int, universal: bool) -> dict:
             "torch_adam": True,  # the fused op needs a GPU and a compiler
         }},
         "zero_optimization": {"stage": cfg.dist.zero_stage},
-        "bf16": {"enabled": False},
+        # bf16 weights and communication, fp32 master weights in the optimizer
+        "bf16": {"enabled": cfg.dist.mixed_precision == "bf16"},
         "checkpoint": {"load_universal": universal},
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
@@ -121,9 +123,9 @@ class DeepSpeedBackend:
     def set_lr(self, lr: float) -> None:
         set_lr(self.optimizer, lr)
 
-    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
-        # the engine clips inside step(); its norm is known only afterwards
-        return torch.tensor(float("nan"))
+    def clip_grad_norm(self, max_norm: float) -> None:
+        """The engine clips inside step(); its norm is known only afterwards (`last_grad_norm`)."""
+        return None
 
     def step(self) -> bool:
         self.engine.step()
@@ -133,9 +135,11 @@ class DeepSpeedBackend:
         return applied
 
     def skip_step(self) -> None:
-        """Drop this step's gradients; the engine's own step counter still has to advance."""
-        self.engine.zero_grad()
+        """The loop made this step's gradients NaN, so the engine's own overflow check drops them and
+        advances its counters without touching the weights or the optimizer state."""
         self.engine.step()
+        if self.engine.was_step_applied():
+            raise RuntimeError("DeepSpeed applied a step that the loop flagged as non-finite")
 
     def last_grad_norm(self) -> float:
         norm = self.engine.get_global_grad_norm()
@@ -179,6 +183,12 @@ class DeepSpeedBackend:
                 full = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
         else:
             full = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+        if self.cfg.dist.mixed_precision == "bf16":  # the module holds bf16 copies: export the fp32 masters
+            from deepspeed.utils import safe_get_full_fp32_param
+
+            for name, p in self.module.named_parameters():
+                master = safe_get_full_fp32_param(p)  # None for frozen parameters (a collective under ZeRO-3)
+                full[name] = master.detach().cpu() if master is not None else full[name].float()
         if use_ema and self.ema is not None:
             full.update({k: v.to(full[k].dtype) for k, v in self.ema.full_state_dict().items()})
         return full if self.info.rank == 0 else None

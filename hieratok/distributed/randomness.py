@@ -19,21 +19,29 @@ def sample_seed(seed: int, step: int, key: str, stream: str = "") -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def keyed_generators(seed: int, step: int, keys: list[str], stream: str = "") -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(sample_seed(seed, step, k, stream)) for k in keys]
-
-
 def keyed_randn(seed: int, step: int, keys: list[str], shape: tuple[int, ...], stream: str = "",
                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """Standard normal noise [len(keys), *shape], one independent stream per sample key."""
-    gens = keyed_generators(seed, step, keys, stream)
-    return torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+    """Standard normal noise [len(keys), *shape], one independent stream per sample key, drawn on `device`.
+
+    One generator per sample on the device itself: no host-made noise to copy (and no sync) per step.
+    A given key gives the same noise on any rank; CPU and CUDA generators differ from each other.
+    """
+    out = torch.empty((len(keys), *shape), device=device)
+    for i, key in enumerate(keys):
+        out[i].normal_(generator=_keyed_generator(seed, step, key, stream, out.device))
+    return out
 
 
 def keyed_rand(seed: int, step: int, keys: list[str], stream: str = "", device="cpu") -> torch.Tensor:
-    """One uniform [0, 1) number per sample key: [len(keys)]."""
-    gens = keyed_generators(seed, step, keys, stream)
-    return torch.stack([torch.rand((), generator=g) for g in gens]).to(device)
+    """One uniform [0, 1) number per sample key: [len(keys)], drawn on `device`."""
+    out = torch.empty(len(keys), device=device)
+    for i, key in enumerate(keys):
+        out[i].uniform_(generator=_keyed_generator(seed, step, key, stream, out.device))
+    return out
+
+
+def _keyed_generator(seed: int, step: int, key: str, stream: str, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(sample_seed(seed, step, key, stream))
 
 
 def rng_state() -> dict:
