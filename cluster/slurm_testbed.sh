@@ -5,8 +5,16 @@
 # is not running, and restarts the SLURM daemons only when the configuration it writes changed.
 #
 #   sudo cluster/slurm_testbed.sh [start]   install what is missing, configure, start, wait for the node
-#   sudo cluster/slurm_testbed.sh status    exit 0 when the node accepts jobs
-#   sudo cluster/slurm_testbed.sh stop      stop slurmd, slurmctld and slurmdbd (munged and MariaDB stay up)
+#   sudo cluster/slurm_testbed.sh status    one line a daemon (running, with its pids, or stopped), then
+#                                           whether the node accepts jobs; exit 0 when it does
+#   sudo cluster/slurm_testbed.sh stop      cancel the jobs left, then stop every daemon it started:
+#                                           slurmd, slurmctld, slurmdbd, MariaDB, munged; exit 0 when
+#                                           none of them is left running
+#
+# munged and MariaDB may serve other things on a machine: `start` uses them when they already run,
+# and `stop` stops them only when `start` started them (it notes those in $RUN_DIR/testbed-started,
+# on /run, so the note goes with a reboot). The SLURM daemons run on the configuration this script
+# writes, so `stop` always stops them.
 #
 # Environment: SLURM_CONF (default /etc/slurm/slurm.conf; slurmdbd.conf goes beside it).
 set -euo pipefail
@@ -20,6 +28,8 @@ SPOOL_DIR=/var/spool/slurmd
 LOG_DIR=/var/log/slurm
 RUN_DIR=/run/slurm
 DB_PASS=hieratok-testbed
+STARTED=$RUN_DIR/testbed-started  # the daemons `start` started (they were not running), one a line
+DAEMONS=(munged mariadb slurmdbd slurmctld slurmd)  # in start order; `stop` goes the other way
 export SLURM_CONF
 
 log() { echo "slurm_testbed: $*"; }
@@ -61,6 +71,7 @@ start_munge() {
     chown munge:munge /run/munge /var/log/munge /var/lib/munge
     rm -f /run/munge/munge.socket.2.lock  # left behind by a killed munged
     log "starting munged"
+    note_started munged
     runuser -u munge -- /usr/sbin/munged
     wait_for 20 munge_works || die "munged did not start (see /var/log/munge/munged.log)"
 }
@@ -72,6 +83,7 @@ start_mariadb() {
         mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
         [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
         log "starting mariadb"
+        note_started mariadb
         (mysqld_safe --user=mysql >/dev/null 2>&1 &)
         wait_for 60 mariadb_works || die "mariadb did not start (see /var/log/mysql/error.log)"
     fi
@@ -165,21 +177,76 @@ EOF
     return $changed
 }
 
-# The daemon named $2 runs with the pid in file $1: not a zombie, not another process that got the pid.
-pid_alive() {
-    local pid
-    [ -f "$1" ] && pid=$(cat "$1") && [ -r "/proc/$pid/comm" ] || return 1
-    [ "$(cat "/proc/$pid/comm")" = "$2" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat"
+# The process names of a daemon: MariaDB is its server and the mysqld_safe that restarts it,
+# slurmctld has a helper that leaves with it.
+daemon_names() {
+    case $1 in
+        mariadb) echo mariadbd mysqld mysqld_safe ;;
+        slurmctld) echo slurmctld slurmscriptd ;;
+        *) echo "$1" ;;
+    esac
 }
 
-stop_daemon() {  # name pidfile
-    pid_alive "$2" "$1" || return 0
-    local pid
-    pid=$(cat "$2")
-    log "stopping $1"
-    kill "$pid"
-    wait_for 30 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
-    rm -f "$2"
+# The names to send SIGTERM to; the others leave by themselves (mysqld_safe ignores SIGTERM and
+# exits when the server shuts down cleanly).
+daemon_term_names() {
+    case $1 in
+        mariadb) echo mariadbd mysqld ;;
+        slurmctld) echo slurmctld ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# Pids of the live processes (not zombies: a container's init may never reap them) named $@, on one
+# line. From /proc, whatever the pid files say: a daemon whose pid file is gone still runs.
+pids_named() {
+    local stat line comm state name pids=()
+    for stat in /proc/[0-9]*/stat; do
+        { read -r line <"$stat"; } 2>/dev/null || continue  # the process has just gone
+        comm=${line#*(} && comm=${comm%)*}
+        state=${line##*) } && state=${state%% *}
+        [ "$state" != Z ] || continue
+        for name in "$@"; do
+            [ "$comm" = "$name" ] && pids+=("${line%% *}") && break
+        done
+    done
+    echo "${pids[*]}"
+}
+
+# shellcheck disable=SC2046  # word splitting of the names is intended
+daemon_pids() { pids_named $(daemon_names "$1"); }
+daemon_gone() { [ -z "$(daemon_pids "$1")" ]; }
+
+note_started() {
+    mkdir -p "$RUN_DIR"
+    grep -qsx "$1" "$STARTED" || echo "$1" >>"$STARTED"
+}
+
+# The daemon is the testbed's to stop: a SLURM daemon, or one that `start` started.
+ours() {
+    case $1 in slurm*) return 0 ;; esac
+    grep -qsx "$1" "$STARTED"
+}
+
+# SIGTERM, then wait until every process of the daemon is gone; SIGKILL what is left after a minute.
+stop_daemon() {
+    local pids
+    pids=$(daemon_pids "$1")
+    if [ -n "$pids" ]; then
+        log "stopping $1 (pid $pids)"
+        # shellcheck disable=SC2046,SC2086
+        kill $(pids_named $(daemon_term_names "$1")) 2>/dev/null || true
+        if ! wait_for 60 daemon_gone "$1"; then
+            log "$1 did not stop in 60 s (pid $(daemon_pids "$1")): killing it"
+            # shellcheck disable=SC2046
+            kill -9 $(daemon_pids "$1") 2>/dev/null || true
+            wait_for 10 daemon_gone "$1" || return 1
+        fi
+    fi
+    if [ -f "$STARTED" ]; then
+        sed -i "/^$1\$/d" "$STARTED"
+    fi
+    return 0
 }
 
 # Client commands wait a long while for a daemon that is down: bound each check.
@@ -199,11 +266,9 @@ forget_old_jobs() {
 start_slurm() {
     local restart=$1
     if [ "$restart" = yes ]; then
-        stop_daemon slurmd "$RUN_DIR/slurmd.pid"
-        stop_daemon slurmctld "$RUN_DIR/slurmctld.pid"
-        stop_daemon slurmdbd "$RUN_DIR/slurmdbd.pid"
+        stop_daemon slurmd && stop_daemon slurmctld && stop_daemon slurmdbd || die "could not stop SLURM's daemons"
     fi
-    if ! pid_alive "$RUN_DIR/slurmdbd.pid" slurmdbd; then
+    if daemon_gone slurmdbd; then
         log "starting slurmdbd"
         slurmdbd
         wait_for 60 dbd_works || die "slurmdbd did not start (see $LOG_DIR/slurmdbd.log)"
@@ -211,13 +276,13 @@ start_slurm() {
     if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
         sacctmgr -i add cluster "$CLUSTER" >/dev/null
     fi
-    if ! pid_alive "$RUN_DIR/slurmctld.pid" slurmctld; then
+    if daemon_gone slurmctld; then
         log "starting slurmctld"
         slurmctld
         wait_for 60 scontrol ping || die "slurmctld did not start (see $LOG_DIR/slurmctld.log)"
         forget_old_jobs
     fi
-    if ! pid_alive "$RUN_DIR/slurmd.pid" slurmd; then
+    if daemon_gone slurmd; then
         log "starting slurmd"
         slurmd
     fi
@@ -243,6 +308,7 @@ wait_for_node() {
 
 cmd_start() {
     [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and starts system daemons)"
+    mkdir -p "$RUN_DIR"
     install_packages
     start_munge
     start_mariadb
@@ -252,17 +318,62 @@ cmd_start() {
     wait_for_node
 }
 
+# One line a daemon: running (its pids) or stopped.
+report_daemons() {
+    local daemon pids
+    for daemon in "${DAEMONS[@]}"; do
+        pids=$(daemon_pids "$daemon")
+        if [ -z "$pids" ]; then
+            echo "$daemon: stopped"
+        elif ours "$daemon"; then
+            echo "$daemon: running (pid $pids)"
+        else
+            echo "$daemon: running (pid $pids), not started by this script: stop leaves it running"
+        fi
+    done
+    pids=$(pids_named slurmstepd)
+    [ -z "$pids" ] || echo "job steps: running (slurmstepd pid $pids)"
+}
+
 cmd_status() {
-    timeout 10 scontrol ping >/dev/null 2>&1 || { echo "slurmctld: down"; exit 1; }
-    timeout 10 sacct -n -X -S now >/dev/null 2>&1 || { echo "slurmdbd: down (sacct fails)"; exit 1; }
-    node_idle || { echo "node: $(node_state)"; exit 1; }
+    report_daemons
+    timeout 10 scontrol ping >/dev/null 2>&1 || { echo "not ready: slurmctld does not answer"; exit 1; }
+    timeout 10 sacct -n -X -S now >/dev/null 2>&1 || { echo "not ready: sacct fails (slurmdbd)"; exit 1; }
+    node_idle || { echo "not ready: node is '$(node_state)'"; exit 1; }
     echo "up: node $(hostname -s) is $(node_state)"
 }
 
+no_jobs_left() {
+    [ -z "$(timeout 10 squeue -h -o %i 2>/dev/null)" ] && [ -z "$(pids_named slurmstepd)" ]
+}
+
+# Jobs still queued or running would run on without their daemons, and be cancelled by the next
+# start anyway: cancel them now, while slurmctld can, and let their steps end (KillWait is 30 s).
+cancel_jobs() {
+    command -v squeue >/dev/null && timeout 10 scontrol ping >/dev/null 2>&1 || return 0
+    local jobs
+    jobs=$(timeout 10 squeue -h -o %i | sort -u | tr '\n' ' ')
+    [ -n "${jobs// }" ] || return 0
+    log "cancelling job(s) still in the queue: $jobs"
+    # shellcheck disable=SC2086
+    scancel $jobs || true
+    wait_for 90 no_jobs_left || log "job(s) still there after 90 s: $(timeout 10 squeue -h -o %i | tr '\n' ' ')"
+}
+
 cmd_stop() {
-    stop_daemon slurmd "$RUN_DIR/slurmd.pid"
-    stop_daemon slurmctld "$RUN_DIR/slurmctld.pid"
-    stop_daemon slurmdbd "$RUN_DIR/slurmdbd.pid"
+    [ "$(id -u)" -eq 0 ] || die "run as root (it stops system daemons)"
+    cancel_jobs
+    local daemon i failed=()
+    for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
+        daemon=${DAEMONS[i]}
+        if ! ours "$daemon"; then
+            daemon_gone "$daemon" || log "leaving $daemon running: this script did not start it"
+            continue
+        fi
+        stop_daemon "$daemon" || failed+=("$daemon")
+    done
+    report_daemons
+    [ ${#failed[@]} -eq 0 ] || die "still running after SIGKILL: ${failed[*]}"
 }
 
 case "${1:-start}" in

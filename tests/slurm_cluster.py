@@ -20,11 +20,22 @@ def slurm_cluster():
     if shutil.which("sbatch") is None:
         pytest.skip("SLURM is not installed; start the testbed with `sudo cluster/slurm_testbed.sh` "
                     "(.ci/run does this)")
-    status = subprocess.run(["bash", str(TESTBED), "status"], capture_output=True, text=True)
+    status = cluster_status()
     if status.returncode != 0:
-        pytest.skip(f"the SLURM testbed is not running ({status.stdout.strip() or status.stderr.strip()}); "
-                    "start it with `sudo cluster/slurm_testbed.sh`")
+        said = "; ".join((status.stdout.strip() or status.stderr.strip()).splitlines())
+        pytest.skip(f"the SLURM testbed is not running ({said}); start it with `sudo cluster/slurm_testbed.sh`")
     return TESTBED
+
+
+def cluster_status() -> subprocess.CompletedProcess:
+    """`slurm_testbed.sh status`: a line a daemon, then 'up: ...' (exit 0) or 'not ready: ...'."""
+    return subprocess.run(["bash", str(TESTBED), "status"], capture_output=True, text=True, timeout=120)
+
+
+def daemon_lines(status_stdout: str) -> dict[str, str]:
+    """{daemon: its line} from the status output, e.g. {'munged': 'munged: running (pid 12)', ...}."""
+    return {line.split(":")[0]: line for line in status_stdout.splitlines()
+            if line.split(":")[0] in ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd")}
 
 
 def job_state(job_id: str) -> str:

@@ -1,8 +1,8 @@
 """`hieratok launch --executor slurm` on the real one-node SLURM testbed, training the tiny tokenizer:
 a 2-task job interrupted twice mid-training (the timeout signal, then `scontrol requeue`)
 checkpoints, is requeued, resumes, and ends with exactly the trace of an uninterrupted 2-process
-torchrun run (so it is DDP on gloo as torchrun runs it); config values full of shell
-metacharacters reach the job unchanged."""
+torchrun run (so it is DDP on gloo as torchrun runs it); `launch --wait` reports both requeues, the
+one SLURM did by itself too; config values full of shell metacharacters reach the job unchanged."""
 import re
 import subprocess
 import sys
@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from cluster.metrics_file import read_metrics
+from cluster.requeue_count import count_resumed_events
 from hieratok.config.loader import load_config
 from slurm_cluster import job_state, slurm_cluster, wait_for_final_state, wait_until  # noqa: F401
 
@@ -84,8 +85,14 @@ def test_two_task_job_trains_like_torchrun(interrupted_run, torchrun_reference):
 
 def test_interrupted_job_checkpoints_requeues_and_resumes(interrupted_run):
     run_dir, job_id, output = interrupted_run
-    # one requeue went through checkpoint(), the other through SLURM itself
-    assert f"job {job_id} (run) finished at step {MAX_STEPS} after 1 requeue(s)" in output
+    # one requeue went through checkpoint(), the other through SLURM itself: both are reported,
+    # as sacct (not the run dir fallback) counts them, and both resumed from a checkpoint
+    assert f"job {job_id} (run) finished at step {MAX_STEPS} after 2 requeue(s)" in output
+    assert "requeue count of job" not in output, output
+    states = subprocess.run(["sacct", "--duplicates", "-n", "-X", "-P", "-j", job_id, "-o", "State"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert states[:2] == ["REQUEUED", "REQUEUED"] and len(states) == 3, states
+    assert count_resumed_events(run_dir) == 2
     rank1_log = (run_dir / "submitit" / f"{job_id}_1_log.out").read_text()
     stops = [int(s) for s in re.findall(r"preempted at step (\d+)", rank1_log)]
     assert len(stops) == 2 and 0 < stops[0] < stops[1] < MAX_STEPS, rank1_log

@@ -49,6 +49,9 @@ def run(args) -> int:
                   file=sys.stderr)
         return 0
 
+    from cluster.requeue_count import RunDirSnapshot
+
+    snapshots = [RunDirSnapshot.take(run.run_dir) for run in plan.runs]  # before the jobs can write there
     jobs = submit(args.executor, plan)
     where = "SLURM job" if args.executor == "slurm" else "local job"
     for job, run in zip(jobs, plan.runs):
@@ -57,19 +60,31 @@ def run(args) -> int:
         print(f"  log of task 0: {job.paths.stdout}".replace("%t", "0"), flush=True)
     if not (args.wait or args.executor == "local"):
         return 0
-    return _wait_and_report(jobs, plan)
+    return _wait_and_report(jobs, plan, args.executor, snapshots)
 
 
-def _wait_and_report(jobs, plan) -> int:
+def _wait_and_report(jobs, plan, executor: str, snapshots) -> int:
+    from cluster.requeue_count import RequeueCount, count_requeues
+
     failed = 0
-    for job, run in zip(jobs, plan.runs):
+    for job, run, snapshot in zip(jobs, plan.runs, snapshots):
         try:
             outcomes = job.results()
         except Exception as e:  # noqa: BLE001 - submitit raises the job's own error types
+            outcomes, error = None, e
+        if executor == "slurm":
+            # SLURM requeues jobs by itself too (scontrol requeue, preemption, node failure), which
+            # the job's own count (requeues through submitit's checkpoint()) never sees: ask SLURM.
+            requeues = count_requeues(str(job.job_id), plan.job_name, snapshot)
+        else:  # the local executor requeues only through checkpoint(), so the job's count is exact
+            requeues = RequeueCount(outcomes[0].requeues, "job") if outcomes else None
+        if outcomes is None:
             failed += 1
-            print(f"job {job.job_id} ({run.name}) failed: {e}", file=sys.stderr)
-            continue
-        first = outcomes[0]
-        print(f"job {job.job_id} ({run.name}) finished at step {first.step} after {first.requeues} requeue(s): "
-              f"{run.run_dir}")
+            after = f" after {requeues.count} requeue(s)" if requeues else ""
+            print(f"job {job.job_id} ({run.name}) failed{after}: {error}", file=sys.stderr)
+        else:
+            print(f"job {job.job_id} ({run.name}) finished at step {outcomes[0].step} after {requeues.count} "
+                  f"requeue(s): {run.run_dir}", flush=True)
+        if requeues and requeues.note:
+            print(f"  requeue count of job {job.job_id}: {requeues.note}", flush=True)
     return 1 if failed else 0
