@@ -53,7 +53,7 @@ def validate(cfg: DictConfig) -> None:
     """Cross-field checks the types alone cannot express; each error names the key."""
     _one_of("dist.backend", cfg.dist.backend, ("ddp", "fsdp", "deepspeed"))
     _one_of("dist.zero_stage", cfg.dist.zero_stage, (1, 2, 3))
-    _one_of("dist.mixed_precision", cfg.dist.mixed_precision, ("bf16", "fp32"))
+    _one_of("dist.mixed_precision", cfg.dist.mixed_precision, ("auto", "bf16", "fp32"))
     _one_of("logging.wandb.mode", cfg.logging.wandb.mode, ("online", "offline", "disabled"))
     _one_of("data.format", cfg.data.format, ("mds", "wds", "latent"))
     t = cfg.train
@@ -71,6 +71,7 @@ def _validate_tokenizer_model(m) -> None:
     _one_of("model.latent", m.latent, ("finest", "all"))
     _one_of("model.position", m.position, ("rope", "learned"))
     _one_of("model.attention", m.attention, ("auto", "sdpa", "flex", "mask"))
+    _one_of("model.scale_attention", m.scale_attention, ("causal", "full"))
     if m.image_size % m.patch_size:
         raise ConfigError(f"model.image_size ({m.image_size}) must be a multiple of model.patch_size ({m.patch_size})")
     grid = m.image_size // m.patch_size
@@ -90,6 +91,19 @@ def _validate_tokenizer_model(m) -> None:
             raise ConfigError(f"model.{name}.hiera_depth ({s.hiera_depth}) must lie in [0, depth={s.depth}]")
     if m.latent == "all" and len(scales) > 1 and m.decoder.hiera_depth == 0:
         raise ConfigError("model.latent=all needs model.decoder.hiera_depth > 0 to read the coarse scales")
+    if m.registers < 0 or (m.registers and (len(scales) > 1 or m.latent != "finest")):
+        raise ConfigError(f"model.registers={m.registers}: registers are the control of a single-scale model "
+                          f"(model.scales [{grid}], model.latent finest) and must be >= 0; got scales {scales}, "
+                          f"latent {m.latent}")
+    if len(scales) > 1 and m.scale_attention == "causal":
+        from hieratok.models.layout import masked_blocks
+
+        for name, count in masked_blocks(m).items():
+            if m[name].hiera_depth > 0 and count == 0:
+                raise ConfigError(
+                    f"model.{name}.hiera_depth={m[name].hiera_depth} with scales {scales}: the scale-causal mask would "
+                    f"act in no {name} block, because the last multi-scale block computes only the finest queries, "
+                    f"which see every key; use hiera_depth >= 2 (or 0 for no multi-scale {name} blocks)")
 
 
 def _one_of(key: str, value, valid: tuple) -> None:

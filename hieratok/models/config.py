@@ -32,6 +32,11 @@ class TokenizerModelConfig:
     # scale-causal kernel: sdpa (one unmasked SDPA per scale over its key prefix; exact) | flex (CUDA
     # FlexAttention block mask) | mask (dense boolean mask; the reference) | auto (flex on CUDA, else sdpa)
     attention: str = "auto"
+    # causal: scale k attends to the scales <= k (HieraTok) | full: every token sees every token (the control)
+    scale_attention: str = "causal"
+    # the control for a single-scale model: this many learned register tokens in the blocks where the
+    # pyramid's coarse tokens would be (hiera_depth); the pyramid's token count is sum(s*s) - grid^2
+    registers: int = 0
     grad_checkpointing: bool = False
     # generator runs only: the tokenizer run dir or export it decodes with (null: the latent cache's own)
     tokenizer: str | None = None

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from hieratok.models.layout import describe
+
 
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
@@ -26,4 +28,5 @@ def tokenizer_info(model_cfg) -> dict:
         "tokens_per_scale": model.tokens_per_scale,
         "sequence_length": sum(model.tokens_per_scale),
         "latent_shape": list(model.latent_shape),
+        "blocks": describe(model.config),
     }

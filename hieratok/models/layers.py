@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hieratok.distributed.randomness import sample_seed
 from hieratok.models.attention import AttentionLayout
 from hieratok.models.rope import apply_rope
 
@@ -60,12 +61,34 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def init_weights(module: nn.Module) -> None:
-    """ViT init: truncated normal 0.02 for linear and conv weights, zero biases, unit norms."""
-    for m in module.modules():
+def init_weights(module: nn.Module, seed: int | None = None) -> None:
+    """ViT init: truncated normal 0.02 for linear and conv weights and for free parameters (position
+    and scale embeddings, registers), zero biases, unit norms.
+
+    Each tensor draws from its own generator keyed by (seed, its parameter name), so two models built
+    under one seed start equal wherever they share a parameter name, whatever else either builds:
+    the single-scale and multi-scale arms differ only in the parameters that only one of them has.
+    `seed` None draws it from the global RNG (one draw, the first thing a model's init takes)."""
+    if seed is None:
+        seed = draw_init_seed()
+
+    def normal(p: torch.Tensor, name: str) -> None:
+        g = torch.Generator().manual_seed(sample_seed(seed, 0, name, "init"))
+        nn.init.trunc_normal_(p, std=0.02, generator=g)
+
+    for prefix, m in module.named_modules():
+        names = {n: f"{prefix}.{n}" if prefix else n for n, _ in m.named_parameters(recurse=False)}
         if isinstance(m, (nn.Linear, nn.Conv2d)):
-            nn.init.trunc_normal_(m.weight, std=0.02)
+            normal(m.weight, names["weight"])
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.RMSNorm) and m.weight is not None:
             nn.init.ones_(m.weight)
+        else:
+            for n, p in m.named_parameters(recurse=False):
+                normal(p, names[n])
+
+
+def draw_init_seed() -> int:
+    """The seed of a model's keyed init, drawn from the global RNG (seeded by train.seed)."""
+    return int(torch.randint(0, 2**62, (), device="cpu"))

@@ -19,7 +19,8 @@ from hieratok.models.rope import rope_rotations
 
 class Stack(nn.Module):
     def __init__(self, cfg: StackConfig, scales: list[int], downsample: str, position: str,
-                 rope_theta: float, attention: str, needs_pyramid: bool):
+                 rope_theta: float, attention: str, needs_pyramid: bool, scale_attention: str = "causal",
+                 registers: int = 0):
         super().__init__()
         self.scales = list(scales)
         self.grid = self.scales[-1]
@@ -27,11 +28,15 @@ class Stack(nn.Module):
         self.rope_theta = rope_theta
         self.position = position
         self.attention_kernel = attention
+        self.scale_causal = scale_attention == "causal"
         self.grad_checkpointing = False
         self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.norm = nn.RMSNorm(cfg.width, eps=1e-6)
         # a single scale needs no pyramid: the sequence IS the grid, and the baseline stays a plain ViT
         self.pyramid = MultiScalePyramid(scales, cfg.width, downsample) if needs_pyramid and len(scales) > 1 else None
+        # the control: a single-scale stack whose multi-scale blocks see learned register tokens instead
+        # of the pyramid's coarse tokens (as many), with full attention and no position (a RoPE angle of 0)
+        self.registers = nn.Parameter(torch.zeros(registers, cfg.width)) if needs_pyramid and registers else None
         if position == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(self.grid * self.grid, cfg.width))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -39,7 +44,14 @@ class Stack(nn.Module):
 
     @property
     def multi_scale(self) -> bool:
-        return self.pyramid is not None
+        """Some blocks run on a longer sequence than the grid: the pyramid's, or registers + the grid."""
+        return self.pyramid is not None or self.registers is not None
+
+    def _sequence_positions(self, device) -> torch.Tensor:
+        if self.registers is not None:
+            grid = sequence_positions([self.grid], device)
+            return torch.cat([torch.zeros(len(self.registers), 2, device=device), grid])
+        return sequence_positions(self.scales, device)
 
     def _context(self, multi: bool, device: torch.device):
         """(rope tables, attention layout) for the finest grid or the multi-scale sequence, cached."""
@@ -49,8 +61,10 @@ class Stack(nn.Module):
             rope = None
             if self.position == "rope":
                 head_dim = self.blocks[0].attn.qkv.out_features // 3 // self.heads
-                rope = rope_rotations(sequence_positions(scales, device), head_dim, self.rope_theta)
-            layout = build_layout([s * s for s in scales], device, self.attention_kernel) if multi else AttentionLayout()
+                positions = self._sequence_positions(device) if multi else sequence_positions(scales, device)
+                rope = rope_rotations(positions, head_dim, self.rope_theta)
+            masked = multi and self.scale_causal and self.pyramid is not None
+            layout = build_layout([s * s for s in scales], device, self.attention_kernel) if masked else AttentionLayout()
             self._layouts[key] = (rope, layout)
         return self._layouts[key]
 
@@ -59,6 +73,8 @@ class Stack(nn.Module):
         return x + self.pos_embed.to(x.dtype) if self.position == "learned" else x
 
     def to_multi_scale(self, finest: torch.Tensor) -> torch.Tensor:
+        if self.registers is not None:
+            return torch.cat([self.registers.to(finest.dtype).expand(len(finest), -1, -1), finest], dim=1)
         return self.pyramid(finest)
 
     def embed_multi_scale(self, seq: torch.Tensor) -> torch.Tensor:

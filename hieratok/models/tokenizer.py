@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from hieratok.models.config import TokenizerModelConfig
-from hieratok.models.layers import init_weights
+from hieratok.models.layers import draw_init_seed, init_weights
 from hieratok.models.posterior import DiagonalGaussian
 from hieratok.models.stack import Stack
 
@@ -40,7 +40,8 @@ class Encoder(nn.Module):
         self.hiera_start = s.depth - s.hiera_depth
         self.keep_all_scales = cfg.latent == "all"
         self.stack = Stack(s, cfg.scales, cfg.downsample, cfg.position, cfg.rope_theta, cfg.attention,
-                           needs_pyramid=s.hiera_depth > 0 or self.keep_all_scales)
+                           needs_pyramid=s.hiera_depth > 0 or self.keep_all_scales, scale_attention=cfg.scale_attention,
+                           registers=cfg.registers)
         self.to_moments = nn.Linear(s.width, 2 * cfg.latent_channels)
 
     def forward(self, images: torch.Tensor) -> DiagonalGaussian:
@@ -66,7 +67,8 @@ class Decoder(nn.Module):
         self.latent_all_scales = cfg.latent == "all" and len(cfg.scales) > 1
         self.from_latent = nn.Linear(cfg.latent_channels, s.width)
         self.stack = Stack(s, cfg.scales, cfg.downsample, cfg.position, cfg.rope_theta, cfg.attention,
-                           needs_pyramid=s.hiera_depth > 0)
+                           needs_pyramid=s.hiera_depth > 0, scale_attention=cfg.scale_attention,
+                           registers=cfg.registers)
         self.to_pixels = nn.Linear(s.width, 3 * cfg.patch_size**2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -96,13 +98,14 @@ class Tokenizer(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
+        init_seed = draw_init_seed()  # first: equal for every arm built under one seed
         self.config = as_model_config(cfg)
         self.encoder = Encoder(self.config)
         self.decoder = Decoder(self.config)
-        init_weights(self)
+        init_weights(self, init_seed)
         for st in (self.encoder.stack, self.decoder.stack):
             if st.pyramid is not None:
-                st.pyramid.reset_parameters()
+                st.pyramid.reset_downsampling()
         self.set_grad_checkpointing(self.config.grad_checkpointing)
 
     # --- construction -------------------------------------------------------------------------
