@@ -21,8 +21,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "launch": ("launch", "launch training on SLURM (or locally) with submitit, with requeue"),
     "sweep": ("sweep", "Ray Tune hyper-parameter sweep with ASHA"),
     "model-info": ("model_info", "parameter counts, tokens per scale and latent shape of a config"),
+    "config": ("config", "show a preset's resolved config (every key, default and type), or list the presets"),
     "demo": ("demo", "the end-to-end CPU demo: single-scale vs HieraTok"),
 }
+
+
+def package_version() -> str:
+    """The installed distribution's version, or the source tree's when hieratok runs uninstalled."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hieratok")
+    except PackageNotFoundError:
+        from hieratok import __version__
+
+        return __version__
 
 
 def _command_module(name: str):
@@ -31,6 +44,7 @@ def _command_module(name: str):
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hieratok", description="HieraTok: multi-scale ViT tokenizers at scale")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -1,4 +1,5 @@
 """The CLI surface is a contract: this test freezes it. Update tests/assets/cli_surface.txt on purpose."""
+import argparse
 import os
 import subprocess
 import sys
@@ -9,16 +10,29 @@ from hieratok.cli import COMMANDS, build_parser
 ASSET = Path(__file__).parent / "assets" / "cli_surface.txt"
 
 
+def _surface(prefix: str, parser: argparse.ArgumentParser, lines: list[str]) -> None:
+    """One line an argument; a nested sub-command (`config show`) lists its names, then its own arguments."""
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        flags = ",".join(action.option_strings) or action.dest
+        if isinstance(action, argparse._SubParsersAction):
+            names = list(action.choices)
+            lines.append(f"{prefix} {flags} nargs={action.nargs} required={action.required} choices={names}")
+            for name, sub in action.choices.items():
+                _surface(f"{prefix} {name}", sub, lines)
+            continue
+        lines.append(f"{prefix} {flags} nargs={action.nargs} required={action.required} choices={action.choices}")
+
+
 def cli_surface() -> str:
-    lines = []
+    top = build_parser()
+    lines = [f"hieratok {','.join(a.option_strings)} nargs={a.nargs} required={a.required} choices={a.choices}"
+             for a in top._actions if a.option_strings and a.dest != "help"]  # top-level options: --version
     for name in COMMANDS:
         parser = build_parser(name)
         sub = next(a for a in parser._actions if a.dest == "command").choices[name]
-        for action in sub._actions:
-            if action.dest == "help":
-                continue
-            flags = ",".join(action.option_strings) or action.dest
-            lines.append(f"{name} {flags} nargs={action.nargs} required={action.required} choices={action.choices}")
+        _surface(name, sub, lines)
     return "\n".join(lines) + "\n"
 
 

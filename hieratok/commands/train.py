@@ -8,6 +8,12 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
+    import argparse
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = ("presets and their keys:\n"
+                "  hieratok config list                         the presets, with descriptions\n"
+                "  hieratok config show PRESET [key=value ...]  a preset resolved, with types")
     p.add_argument("--config", help="preset or run config YAML (default: RUN_DIR/config.yaml when resuming)")
     p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=1000")
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/<config name>); "

@@ -199,3 +199,8 @@ def model_section(path_or_cfg):
     if hasattr(path_or_cfg, "model") and hasattr(path_or_cfg, "task"):
         return path_or_cfg.model
     return path_or_cfg
+
+
+def preset_sources(path: str | Path) -> list[Path]:
+    """The files a preset resolves to, bases first and the preset itself last (later files win)."""
+    return [Path(source) for source, _ in _layers(resolve_preset_path(path))]
