@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo venv bench clean
+.PHONY: test demo venv bench ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/hieratok demo
+
+# the CPU ablation of configs/ablations/cpu.yaml, run like a benchmark (not part of the tests)
+ablation: $(STAMP)
+	$(BIN)/hieratok ablate --config configs/ablations/cpu.yaml
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done

@@ -28,7 +28,8 @@ class SweepOutcome:
     best_config: Path | None
 
 
-def _connect(address: str | None) -> None:
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at `address`, or start a local Ray of our own."""
     import ray
 
     if ray.is_initialized():
@@ -40,7 +41,7 @@ def _connect(address: str | None) -> None:
         ray.init(address="local", include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
 
 
-def _use_the_clusters_token() -> None:
+def use_the_clusters_token() -> None:
     """Ray (2.5x+) starts clusters with token authentication and keeps the token in
     ~/.ray/auth_token, but a driver joining with an address only sends it when RAY_AUTH_MODE=token,
     read when ray is first imported."""
@@ -90,7 +91,7 @@ def _all_trials_done(sweep_dir: Path) -> bool:
 
 def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False) -> SweepOutcome:
     if address:
-        _use_the_clusters_token()
+        use_the_clusters_token()
     from ray import tune
 
     sweep_dir = spec.sweep_dir
@@ -102,11 +103,11 @@ def run_sweep(spec: SweepSpec, address: str | None = None, resume: bool = False)
                           "or give the sweep another name")
     trainable = _trainable(spec)
     if resume:
-        _connect(address)
+        connect(address)
         tuner = tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = _new_tuner(spec, trainable)  # checks the ASHA settings before Ray starts
-        _connect(address)
+        connect(address)
     results = tuner.fit()
     if not _all_trials_done(sweep_dir):  # Ctrl-C: Tune saved its state and stopped
         raise SweepInterrupted(f"sweep '{spec.name}' interrupted; its state is in {sweep_dir}: continue it with --resume")

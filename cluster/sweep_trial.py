@@ -59,14 +59,14 @@ class _TrainingThread(threading.Thread):
     def run(self) -> None:
         try:
             if self.spec.workers == 1:
-                _train_in_process(self.spec.train_fn, self.config, str(self.run_dir))
+                train_in_process(self.spec.train_fn, self.config, str(self.run_dir))
             else:
-                _train_with_ray_train(self.spec, self.config, self.run_dir)
+                train_with_ray_train(self.spec, self.config, self.run_dir)
         except BaseException as e:  # noqa: BLE001 - handed to the trial's thread, which raises it
             self.error = e
 
 
-def _train_in_process(train_fn: str, config: dict, run_dir: str) -> None:
+def train_in_process(train_fn: str, config: dict, run_dir: str) -> None:
     from hieratok.config.loader import load_config
 
     resolve_callable(train_fn)(load_config(raw=config), run_dir)
@@ -74,10 +74,10 @@ def _train_in_process(train_fn: str, config: dict, run_dir: str) -> None:
 
 def _worker_loop(loop_config: dict) -> None:
     """Each Ray Train worker: the process group is set up by TorchTrainer; the trainer joins it."""
-    _train_in_process(loop_config["train_fn"], loop_config["config"], loop_config["run_dir"])
+    train_in_process(loop_config["train_fn"], loop_config["config"], loop_config["run_dir"])
 
 
-def _train_with_ray_train(spec: SweepSpec, config: dict, run_dir: Path) -> None:
+def train_with_ray_train(spec: SweepSpec, config: dict, run_dir: Path) -> None:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("model_info", "parameter counts, tokens per scale and latent shape of a config"),
     "config": ("config", "show a preset's resolved config (every key, default and type), or list the presets"),
     "demo": ("demo", "the end-to-end CPU demo: single-scale vs HieraTok"),
+    "ablate": ("ablate", "arms x seeds as real runs, scored beside the patch-PCA and bicubic floors"),
 }
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 import torch
 
 from hieratok.demo import figures
-from hieratok.demo.latent_space import analyse, embed_2d, encode_images
-from hieratok.demo.report import write_report
-from hieratok.demo.run import FULL, QUICK, TOKENIZERS, Demo, validation_images
-from hieratok.demo.weights import scoring_weights
+from hieratok.eval.latent_space import analyse, embed_2d, encode_images
+from hieratok.demo.report import floor_verdict, write_report
+from hieratok.demo.run import FULL, QUICK, TOKENIZERS, Demo
+from hieratok.eval.baselines import floors
+from hieratok.eval.shard_data import first_images
+from hieratok.eval.scoring_weights import scoring_weights
 
 
 def run_demo(out: str | Path = "demo_out", quick: bool = False, nproc: int | None = None,
@@ -29,13 +31,16 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, nproc: int | Non
 
     budget = demo.budget
     n_val = max(budget.eval_images, budget.latent_images)
-    images, labels = validation_images(demo.data, n_val)
+    images, labels = first_images(demo.data, n_val, "val", 32)
     weights = scoring_weights(out / "weights", images)
     evals: dict = {}
     demo._timed("eval", lambda: evals.update(demo.evaluate(weights)))
+    tokenizers = {name: Tokenizer.from_pretrained(demo.run_dir(p) / "export") for name, p in TOKENIZERS.items()}
+    first = next(iter(tokenizers.values()))
+    baselines = floors(first_images(demo.data, 3000, "train", 32)[0], images[: budget.eval_images],
+                       patch=first.config.patch_size, latent_values=first.latent_shape[0] * first.latent_shape[1])
 
     print("\n# latent-space analysis and figures", flush=True)
-    tokenizers = {name: Tokenizer.from_pretrained(demo.run_dir(p) / "export") for name, p in TOKENIZERS.items()}
     latent_stats, points = {}, {}
     for name, tok in tokenizers.items():
         z = encode_images(tok, images[: budget.latent_images])
@@ -52,22 +57,25 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, nproc: int | Non
                                             out / "latent_space.png"),
     }
     demo.timings["total"] = time.perf_counter() - t_start
-    (out / "summary.json").write_text(json.dumps({"eval": evals, "latent": latent_stats, "timings": demo.timings,
-                                                  "weights": weights.note}, indent=1))
-    md, html = write_report(out, evals=evals, latent=latent_stats, weights_note=weights.note, figures=figs,
-                            commands=demo.commands, timings=demo.timings, budget=budget, nproc=nproc)
-    _print_summary(evals, latent_stats, weights.note, md, html, demo.timings["total"])
+    (out / "summary.json").write_text(json.dumps({"eval": evals, "latent": latent_stats, "baselines": baselines,
+                                                  "timings": demo.timings, "weights": weights.note}, indent=1))
+    md, html = write_report(out, evals=evals, latent=latent_stats, baselines=baselines, weights_note=weights.note,
+                            figures=figs, commands=demo.commands, timings=demo.timings, budget=budget, nproc=nproc)
+    _print_summary(evals, latent_stats, baselines, weights.note, md, html, demo.timings["total"])
     return md
 
 
-def _print_summary(evals, latent, note, md, html, seconds) -> None:
-    names = list(evals)
-    print(f"\n{'':>12}" + "".join(f"{n:>24}" for n in names))
+def _print_summary(evals, latent, baselines, note, md, html, seconds) -> None:
+    names, floor_names = list(evals), list(baselines)
+    print(f"\n{'':>12}" + "".join(f"{n:>24}" for n in names + floor_names))
     for key in ("rfid", "psnr", "ssim", "lpips"):
-        print(f"{key:>12}" + "".join(f"{evals[n][key]:>24.4f}" for n in names))
+        floor_cells = "".join(f"{baselines[b][key]:>24.4f}" if key in baselines[b] else f"{'-':>24}"
+                              for b in floor_names)
+        print(f"{key:>12}" + "".join(f"{evals[n][key]:>24.4f}" for n in names) + floor_cells)
     for key in ("uniformity", "isotropy"):
         print(f"{key:>12}" + "".join(f"{latent[n][key]:>24.4f}" for n in names))
-    print(f"\nscored with: {note}")
+    print(f"\n{floor_verdict(evals, baselines)}")
+    print(f"scored with: {note}")
     print(f"report: {md}\n        {html}\n({seconds:.0f} s in all)")
 
 

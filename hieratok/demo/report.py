@@ -30,16 +30,28 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def write_report(out: Path, *, evals: dict, latent: dict, weights_note: str, figures: dict[str, Path],
-                 commands: list[str], timings: dict[str, float], budget, nproc: int) -> tuple[Path, Path]:
-    names = list(evals)
+def floor_verdict(evals: dict, baselines: dict) -> str:
+    """Whether each tokenizer beats patch-PCA and bicubic at its latent size (PSNR): below that floor a
+    model has not learned yet, and comparing two such models says nothing about the method."""
+    floor = max(b["psnr"] for b in baselines.values())
+    parts = [f"{name} {'beats' if e['psnr'] > floor else 'does NOT beat'} the floor" for name, e in evals.items()]
+    pca = baselines["patch_pca"]
+    return (f"Sanity floor (PSNR {floor:.2f} dB: patch-PCA with {pca['components']} components a "
+            f"{pca['patch']}x{pca['patch']} patch, {pca['values']} values, and bicubic at {baselines['bicubic']['side']} px): "
+            + "; ".join(parts) + ".")
+
+
+def write_report(out: Path, *, evals: dict, latent: dict, baselines: dict, weights_note: str,
+                 figures: dict[str, Path], commands: list[str], timings: dict[str, float], budget,
+                 nproc: int) -> tuple[Path, Path]:
+    names = list(evals) + [f"{b} (baseline)" for b in baselines]
     rows = []
     for key, label, better in METRICS:
-        values = [evals[n].get(key) for n in names]
+        values = [evals[n].get(key) for n in evals] + [b.get(key, "-") for b in baselines.values()]
         rows.append([f"{label} ({better} is better)", *[_fmt(v) for v in values]])
     for key, label in (("uniformity", "latent uniformity (lower is more uniform)"),
                        ("isotropy", "latent isotropy (higher is more isotropic)")):
-        rows.append([label, *[_fmt(latent[n][key]) for n in names]])
+        rows.append([label, *[_fmt(latent[n][key]) for n in evals], *["-" for _ in baselines]])
     first = next(iter(evals.values()))
     protocol = {k: v for k, v in first.items() if k not in {m for m, _, _ in METRICS}}
 
@@ -48,7 +60,7 @@ def write_report(out: Path, *, evals: dict, latent: dict, weights_note: str, fig
           f"same data order and seed; evaluated on {budget.eval_images} held-out images.\n",
           "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
-    md += ["", f"**Weights used for scoring:** {weights_note}", "",
+    md += ["", f"**{floor_verdict(evals, baselines)}**", "", f"**Weights used for scoring:** {weights_note}", "",
            f"Protocol: `{json.dumps(protocol, sort_keys=True)}`", ""]
     for title, path in figures.items():
         md += [f"## {title}", "", f"![{title}]({path.name})", ""]
@@ -65,7 +77,8 @@ def write_report(out: Path, *, evals: dict, latent: dict, weights_note: str, fig
             f"<style>body{{font-family:sans-serif;max-width:960px;margin:auto}}td,th{{padding:4px 10px;"
             f"border-bottom:1px solid #ddd}}pre{{background:#f5f5f5;padding:8px;overflow-x:auto}}</style></head><body>"
             f"<h1>HieraTok demo: single-scale against multi-scale</h1><p>{html.escape(md[1])}</p>"
-            f"<table>{head}{table}</table><p><b>Weights used for scoring:</b> {html.escape(weights_note)}</p>"
+            f"<table>{head}{table}</table><p><b>{html.escape(floor_verdict(evals, baselines))}</b></p>"
+            f"<p><b>Weights used for scoring:</b> {html.escape(weights_note)}</p>"
             f"{figs}<h2>The commands this demo ran</h2><pre>{html.escape(chr(10).join(commands))}</pre>"
             f"<h2>The same on a SLURM cluster</h2><pre>{html.escape(CLUSTER)}</pre></body></html>")
     html_path = out / "report.html"

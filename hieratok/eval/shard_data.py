@@ -61,3 +61,18 @@ def shard_protocol(path: str | Path, resolution: int, split: str) -> dict:
         "crop": f"short side to {resolution}, centre {resolution}x{resolution} crop, no flip (data_pipeline eval)",
         "order": "file order (first N images of the split)",
     }
+
+
+def first_images(path: str | Path, n: int, split: str = "val", resolution: int | None = None):
+    """(images float [n, 3, R, R] in [-1, 1], labels [n]): the first n images of a split, eval transform."""
+    import torch
+
+    images, labels = [], []
+    for batch in build_eval_loader(path, resolution, 64, split=split):
+        images.append(batch["image"])
+        labels.append(batch["label"])
+        if sum(len(x) for x in images) >= n:
+            break
+    if not images:
+        raise ValueError(f"no images in split '{split}' of {path}")
+    return torch.cat(images)[:n], torch.cat(labels)[:n]

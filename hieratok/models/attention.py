@@ -86,3 +86,17 @@ def build_layout(tokens_per_scale: list[int], device: torch.device, kernel: str 
     if kernel == "mask":
         return AttentionLayout(mask=scale_causal_mask(tokens_per_scale).to(device))
     return AttentionLayout(prefix_ends=tuple(itertools.accumulate(tokens_per_scale)))
+
+
+@dataclass
+class CoarseKeysZeroed:
+    """An inference probe (the ablation's mechanism check): the first `coarse` keys and values of
+    the sequence are zeroed, so the queries read nothing from the coarse tokens (or registers)."""
+
+    inner: AttentionLayout
+    coarse: int
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        keep = torch.ones(k.shape[2], 1, device=k.device, dtype=k.dtype)
+        keep[: self.coarse] = 0
+        return self.inner(q, k * keep, v * keep)

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from hieratok.models.attention import AttentionLayout, build_layout
+from hieratok.models.attention import AttentionLayout, CoarseKeysZeroed, build_layout
 from hieratok.models.config import StackConfig
 from hieratok.models.layers import Block
 from hieratok.models.pyramid import MultiScalePyramid, sequence_positions
@@ -30,6 +30,7 @@ class Stack(nn.Module):
         self.attention_kernel = attention
         self.scale_causal = scale_attention == "causal"
         self.grad_checkpointing = False
+        self.zero_coarse_keys = False  # the mechanism probe (coarse_keys_zeroed), off in training
         self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.norm = nn.RMSNorm(cfg.width, eps=1e-6)
         # a single scale needs no pyramid: the sequence IS the grid, and the baseline stays a plain ViT
@@ -96,6 +97,8 @@ class Stack(nn.Module):
             trim = multi and finest_only_last and i == len(blocks) - 1
             queries_from = x.shape[1] - self.grid * self.grid if trim else 0
             blk_layout = AttentionLayout() if trim else layout
+            if multi and self.zero_coarse_keys:
+                blk_layout = CoarseKeysZeroed(blk_layout, x.shape[1] - self.grid * self.grid)
             if self.grad_checkpointing and self.training:
                 x = checkpoint(blk, x, rope, blk_layout, queries_from, use_reentrant=False)
             else:

@@ -5,6 +5,7 @@ pyramid plus scale-causal attention in the last encoder / first decoder blocks).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -162,6 +163,20 @@ class Tokenizer(nn.Module):
         from hieratok.models.pretrained import load_pretrained
 
         return load_pretrained(cls, directory, EXPORT_FORMAT, map_location)
+
+
+@contextlib.contextmanager
+def coarse_keys_zeroed(model: Tokenizer):
+    """Inside, every multi-scale block reads zeros from the coarse tokens' keys and values (or the
+    registers'): how much a metric moves then is how much the model uses them."""
+    stacks = (model.encoder.stack, model.decoder.stack)
+    for st in stacks:
+        st.zero_coarse_keys = True
+    try:
+        yield model
+    finally:
+        for st in stacks:
+            st.zero_coarse_keys = False
 
 
 def read_export_config(directory: str | Path) -> dict:

@@ -1,5 +1,5 @@
-"""Which Inception / VGG / LPIPS weights the demo scores with: the real files when present, else
-weights made here for the purpose, and then every number they produce says so."""
+"""Which Inception / VGG / LPIPS weights the demo and the ablations score with: the real files when
+present, else weights made here for the purpose, and then every number they produce says so."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ class ScoringWeights:
         if not fake:
             return "real Inception and VGG16 weights"
         return (f"TEST-MADE weights for {' and '.join(fake)}: random networks (Inception BatchNorm calibrated on "
-                f"these images). These numbers rank the two tokenizers against each other only; they are not "
+                f"these images). These numbers rank the tokenizers against each other only; they are not "
                 f"comparable with published rFID / LPIPS. Put {INCEPTION_FILE} and {VGG_FILE} in "
                 f"{torch.hub.get_dir()}/checkpoints to score with the real networks.")
 

@@ -1,0 +1,59 @@
+"""Everything an ablation reports about one trained tokenizer, on the same held-out images as every
+other run: reconstruction metrics, latent uniformity and isotropy, training FLOPs per image, and a
+mechanism check (the metric change when the coarse tokens' keys and values are zeroed at inference).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from hieratok.eval.latent_space import analyse, encode_images
+from hieratok.eval.reconstruction import evaluate_reconstruction
+from hieratok.eval.scoring_weights import ScoringWeights
+
+
+def _batches(images: torch.Tensor, size: int = 64) -> list[dict]:
+    return [{"image": images[i:i + size]} for i in range(0, len(images), size)]
+
+
+def training_flops_per_image(model, image_size: int) -> int:
+    """FLOPs of one image's forward and backward through the tokenizer (torch.utils.flop_counter:
+    matmuls, convolutions and attention; elementwise ops are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, image_size, image_size)
+    was_training = model.training
+    model.train()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            recon, post = model(x, sample=False)
+            ((recon - x).abs().mean() + post.kl()).backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def score_tokenizer(export_dir: str | Path, images: torch.Tensor, metrics: list[str],
+                    weights: ScoringWeights) -> dict:
+    """Scores of the tokenizer exported at `export_dir` on `images` (float NCHW in [-1, 1])."""
+    from hieratok import Tokenizer
+    from hieratok.eval.inception import load_inception
+    from hieratok.losses.lpips import LPIPS
+    from hieratok.models.tokenizer import coarse_keys_zeroed
+
+    model = Tokenizer.from_pretrained(export_dir).eval()
+    inception = load_inception(weights.inception) if "rfid" in metrics else None
+    lpips = LPIPS.from_files(weights.vgg, weights.lpips_heads) if "lpips" in metrics else None
+    n = len(images)
+    out = evaluate_reconstruction(model, _batches(images), metrics, n, "cpu", inception=inception, lpips=lpips)
+    with coarse_keys_zeroed(model):
+        probe = evaluate_reconstruction(model, _batches(images), ["psnr"], n, "cpu")
+    out["mechanism"] = {"psnr_coarse_keys_zeroed": probe["psnr"], "psnr_drop": out["psnr"] - probe["psnr"]}
+    latent = analyse(encode_images(model, images))
+    out.update(uniformity=latent["uniformity"], isotropy=latent["isotropy"], latent_shape=latent["latent_shape"])
+    with torch.enable_grad():
+        out["train_flops_per_image"] = training_flops_per_image(model, model.config.image_size)
+    return out

@@ -1,0 +1,93 @@
+"""`hieratok ablate --quick` end to end on Ray: arms x seeds as real runs, scores beside the floors,
+results.json / report.md, and a rerun after a kill that finishes only what was unfinished."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from train_runs import REPO, env
+
+SPEC = """\
+name: test
+config: {config}
+data: {{path: {data}}}
+arms:
+  single-scale: []
+  hieratok: ["model.scales=[1,2,4,8]"]
+  registers: [model.registers=21]
+seeds: [0, 1]
+overrides: [train.global_batch_size=8, train.micro_batch_size=8, data.num_workers=0]
+eval: {{num_images: 16, metrics: [psnr, ssim], fit_images: 64}}
+runs: {{cpus_per_worker: 1, max_concurrent: 2}}
+quick:
+  arms: [single-scale, hieratok]
+  seeds: [0]
+  overrides: [train.max_steps=4, train.warmup_steps=1, checkpoint.every_steps=2]
+  num_images: 16
+  fit_images: 64
+"""
+
+
+def _ablate(spec, out, *extra):
+    proc = subprocess.run([sys.executable, "-m", "hieratok", "ablate", "--config", str(spec), "--quick",
+                           "--out", str(out), *extra], cwd=REPO, env=env(), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, f"ablate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.timeout(1200)
+def test_quick_ablation_scores_every_run_and_a_rerun_finishes_only_the_unfinished(tmp_path, embedded_mds):
+    spec = tmp_path / "ablation.yaml"
+    spec.write_text(SPEC.format(config=REPO / "configs" / "tokenizer" / "tiny_single.yaml", data=embedded_mds))
+    out = tmp_path / "out"
+    results = _ablate(spec, out)
+
+    assert list(results["arms"]) == ["single-scale", "hieratok"] and results["reference_arm"] == "single-scale"
+    for arm, a in results["arms"].items():
+        scores = a["seeds"]["0"]
+        assert a["n"] == 1 and a["missing"] == [] and a["std"]["psnr"] == 0.0
+        assert 5 < scores["psnr"] < 60 and 0 < scores["ssim"] <= 1 and scores["num_images"] == 16
+        assert scores["train_flops_per_image"] > 0 and scores["latent_shape"] == [64, 8]
+    drop = {arm: a["seeds"]["0"]["mechanism"]["psnr_drop"] for arm, a in results["arms"].items()}
+    assert drop["single-scale"] == 0.0 and drop["hieratok"] != 0.0  # no coarse tokens to zero in the baseline
+    flops = {arm: a["mean"]["train_gflops_per_image"] for arm, a in results["arms"].items()}
+    assert flops["hieratok"] > flops["single-scale"]
+    for name in ("patch_pca", "bicubic"):
+        assert results["baselines"][name]["num_images"] == 16 and results["baselines"][name]["psnr"] > 10
+    assert results["baselines"]["patch_pca"]["values"] == 512 and results["protocol"]["quick"] is True
+    assert results["above_floor"] == {"single-scale": False, "hieratok": False}  # 4 steps learn nothing
+    report = (out / "report.md").read_text()
+    assert "| hieratok |" in report and "patch_pca (baseline)" in report and "psnr.png" in report
+    assert "does NOT beat" in report and "one seed: no seed spread" in report
+
+    # a killed ablation: one run lost its export and scores after its step-2 checkpoint, one is done
+    done = out / "runs" / "single-scale" / "seed0"
+    killed = out / "runs" / "hieratok" / "seed0"
+    done_metrics = (done / "metrics.jsonl").read_text()
+    shutil.rmtree(killed / "export")
+    (killed / "scores.json").unlink()
+    for step_dir in (killed / "checkpoints").glob("step_*"):
+        if step_dir.name != "step_00000002":
+            shutil.rmtree(step_dir)
+    (killed / "checkpoints" / "latest").write_text("step_00000002\n")
+    again = _ablate(spec, out)
+    assert (done / "metrics.jsonl").read_text() == done_metrics  # finished: not trained again
+    events = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "resumed" and e["path"].endswith("step_00000002") for e in events)
+    assert again["arms"]["single-scale"]["seeds"]["0"] == results["arms"]["single-scale"]["seeds"]["0"]
+    assert again["arms"]["hieratok"]["n"] == 1
+
+
+def test_bad_ablation_files_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("config: configs/tokenizer/tiny_single.yaml\ndata: {path: x}\narms: {a: [model.scales=[1,8]]}\n")
+    proc = subprocess.run([sys.executable, "-m", "hieratok", "ablate", "--config", str(bad), "--quick"],
+                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "is not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
+    bad.write_text("config: configs/tokenizer/tiny_single.yaml\ndata: {path: x}\narms: {a: [model.scalez=1]}\n")
+    proc = subprocess.run([sys.executable, "-m", "hieratok", "ablate", "--config", str(bad), "--quick"],
+                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "model.scalez" in proc.stderr and "Traceback" not in proc.stderr
