@@ -53,7 +53,7 @@ def prepare_data(spec: AblationSpec, out: Path) -> str:
     return str(dest)
 
 
-def run_one(params: dict, spec: AblationSpec, out: str, data_path: str, weights) -> None:
+def run_one(params: dict, spec: AblationSpec, out: str, data_path: str, weights, reference: str | None) -> None:
     """The Tune function of one (arm, seed): train (or resume), then score; nothing when already scored."""
     from hieratok.eval.ablation_scores import score_tokenizer
 
@@ -73,7 +73,7 @@ def run_one(params: dict, spec: AblationSpec, out: str, data_path: str, weights)
             train_with_ray_train(spec, config, run_dir)
         (run_dir / "train_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     images = torch.load(Path(out) / EVAL_IMAGES, weights_only=True)
-    scores = score_tokenizer(run_dir / "export", images, list(spec.eval.metrics), weights)
+    scores = score_tokenizer(run_dir / "export", images, list(spec.eval.metrics), weights, reference)
     seconds = run_dir / "train_seconds.txt"
     scores["train_seconds"] = float(seconds.read_text()) if seconds.exists() else None
     tmp = scores_path.with_suffix(".tmp")
@@ -81,11 +81,13 @@ def run_one(params: dict, spec: AblationSpec, out: str, data_path: str, weights)
     os.replace(tmp, scores_path)  # a scores.json is whole or absent
 
 
-def _run_trials(spec: AblationSpec, out: Path, data_path: str, weights, address: str | None) -> list[str]:
+def _run_trials(spec: AblationSpec, out: Path, data_path: str, weights, reference: str | None,
+                address: str | None) -> list[str]:
     """Every (arm, seed) as a Tune trial; returns the names of the runs that failed."""
     from ray import tune
 
-    trainable = tune.with_parameters(run_one, spec=spec, out=str(out), data_path=data_path, weights=weights)
+    trainable = tune.with_parameters(run_one, spec=spec, out=str(out), data_path=data_path, weights=weights,
+                                     reference=reference)
     resources = ({"cpu": spec.runs.cpus_per_worker, "gpu": spec.runs.gpus_per_worker} if spec.workers == 1
                  else {"cpu": 0.01})  # a multi-worker run only drives its TorchTrainer
     connect(address)
@@ -102,6 +104,7 @@ def _run_trials(spec: AblationSpec, out: Path, data_path: str, weights, address:
 def run_ablation(spec: AblationSpec, out: str | Path, *, quick: bool = False, seeds: list[int] | None = None,
                  arms: list[str] | None = None, address: str | None = None) -> AblationOutcome:
     from hieratok.eval.ablation_report import write_results
+    from hieratok.eval.ablation_scores import reference_stats
     from hieratok.eval.baselines import floors
     from hieratok.eval.scoring_weights import scoring_weights
     from hieratok.eval.shard_data import first_images
@@ -116,7 +119,10 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, quick: bool = False, se
     images, _ = first_images(data_path, spec.eval.num_images, "val", resolution)
     torch.save(images, out / EVAL_IMAGES)
     weights = scoring_weights(out / "weights", images)
-    failed = _run_trials(spec, out, data_path, weights, address)
+    reference = None
+    if "rfid" in spec.eval.metrics:
+        reference = str(reference_stats(images, weights, out / "reference_stats.npz"))
+    failed = _run_trials(spec, out, data_path, weights, reference, address)
 
     model_cfg = spec.run_config(spec.reference_arm, spec.seeds[0], data_path).model
     fit = first_images(data_path, spec.eval.fit_images, "train", resolution)[0]
@@ -131,6 +137,7 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, quick: bool = False, se
         "data_order": "identical for every arm of a seed: the loader's order depends on data and train.seed only",
         "mechanism": "PSNR change when every multi-scale block reads zeros from the coarse tokens' "
                      "(or registers') keys and values, at inference",
+        "rfid_reference": "Inception statistics of the same held-out images (uint8), computed once for all runs",
         "flops": "torch.utils.flop_counter, forward + backward of one image (matmuls, convolutions, attention)",
     }
     results, report = write_results(out, runs, baselines, protocol, reference=spec.reference_arm)

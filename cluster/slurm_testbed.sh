@@ -84,7 +84,8 @@ start_mariadb() {
         [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
         log "starting mariadb"
         note_started mariadb
-        (mysqld_safe --user=mysql >/dev/null 2>&1 &)
+        # its own session: a signal a test sends to its process group never reaches the database
+        (setsid mysqld_safe --user=mysql >/dev/null 2>&1 &)
         wait_for 60 mariadb_works || die "mariadb did not start (see /var/log/mysql/error.log)"
     fi
     # root reaches MariaDB through its unix socket; slurmdbd gets its own account

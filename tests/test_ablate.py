@@ -19,7 +19,7 @@ arms:
   registers: [model.registers=21]
 seeds: [0, 1]
 overrides: [train.global_batch_size=8, train.micro_batch_size=8, data.num_workers=0]
-eval: {{num_images: 16, metrics: [psnr, ssim], fit_images: 64}}
+eval: {{num_images: 16, metrics: [psnr, ssim, lpips, rfid], fit_images: 64}}
 runs: {{cpus_per_worker: 1, max_concurrent: 2}}
 quick:
   arms: [single-scale, hieratok]
@@ -50,6 +50,7 @@ def test_quick_ablation_scores_every_run_and_a_rerun_finishes_only_the_unfinishe
         scores = a["seeds"]["0"]
         assert a["n"] == 1 and a["missing"] == [] and a["std"]["psnr"] == 0.0
         assert 5 < scores["psnr"] < 60 and 0 < scores["ssim"] <= 1 and scores["num_images"] == 16
+        assert scores["rfid"] > 0 and scores["lpips"] > 0
         assert scores["train_flops_per_image"] > 0 and scores["latent_shape"] == [64, 8]
     drop = {arm: a["seeds"]["0"]["mechanism"]["psnr_drop"] for arm, a in results["arms"].items()}
     assert drop["single-scale"] == 0.0 and drop["hieratok"] != 0.0  # no coarse tokens to zero in the baseline
@@ -58,6 +59,7 @@ def test_quick_ablation_scores_every_run_and_a_rerun_finishes_only_the_unfinishe
     for name in ("patch_pca", "bicubic"):
         assert results["baselines"][name]["num_images"] == 16 and results["baselines"][name]["psnr"] > 10
     assert results["baselines"]["patch_pca"]["values"] == 512 and results["protocol"]["quick"] is True
+    assert "TEST-MADE" in results["protocol"]["scoring_weights"] and (out / "reference_stats.npz").exists()
     assert results["above_floor"] == {"single-scale": False, "hieratok": False}  # 4 steps learn nothing
     report = (out / "report.md").read_text()
     assert "| hieratok |" in report and "patch_pca (baseline)" in report and "psnr.png" in report

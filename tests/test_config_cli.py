@@ -163,8 +163,6 @@ def test_show_unknown_key_is_one_line_exit_2(override, key, hint):
 
 
 def test_show_a_sweep_spec_points_at_its_run_config():
-    if not (CONFIGS / "sweeps" / "tiny_asha.yaml").exists():
-        pytest.skip("no sweeps/tiny_asha.yaml")
     out = hieratok_cli("config", "show", "sweeps/tiny_asha")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert len(out.stderr.splitlines()) == 1 and "configs/tokenizer/tiny_single.yaml" in out.stderr

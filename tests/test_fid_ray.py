@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-ray = pytest.importorskip("ray")
+import ray  # a declared dependency: a broken install fails here, it does not skip
 
 from hieratok.eval.extract import extract  # noqa: E402
 from hieratok.eval.fid import fid_of  # noqa: E402

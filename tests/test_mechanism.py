@@ -59,8 +59,8 @@ def test_a_mask_that_acts_in_no_block_is_a_config_error(stack):
 
 def test_block_layout_of_hieratok_s_b16():
     lines = describe(load_config("configs/tokenizer/hieratok_s_b16.yaml").model)
-    assert lines["encoder"] == "0-3 grid 16x16 | 4 scale-causal over 1,2,4,8,16 | 5 finest queries over 1,2,4,8,16"
-    assert lines["decoder"] == "0 scale-causal over 1,2,4,8,16 | 1 finest queries over 1,2,4,8,16 | 2-11 grid 16x16"
+    assert lines["encoder"] == "0-3 grid 16x16; 4 scale-causal over 1,2,4,8,16; 5 finest queries over 1,2,4,8,16"
+    assert lines["decoder"] == "0 scale-causal over 1,2,4,8,16; 1 finest queries over 1,2,4,8,16; 2-11 grid 16x16"
 
 
 @pytest.mark.parametrize("overrides", [[], ["model.position=learned", "model.downsample=conv"]])

@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from slurm_cluster import skip_unless_required
 from cluster.slurm_env import NodeListError, expand_nodelist, master_port, torch_env_from_slurm
 
 NODE_LISTS = ["vm", "gpu[01-03,7],login-a", "n[1-2]-ib[0-1]", "a[8-11],b[001-002]", "x,y,z"]
@@ -12,7 +13,7 @@ NODE_LISTS = ["vm", "gpu[01-03,7],login-a", "n[1-2]-ib[0-1]", "a[8-11],b[001-002
 @pytest.mark.parametrize("nodelist", NODE_LISTS)
 def test_nodelist_expands_as_scontrol_does(nodelist):
     if shutil.which("scontrol") is None:
-        pytest.skip("scontrol not installed (cluster/slurm_testbed.sh installs it)")
+        skip_unless_required("scontrol not installed (cluster/slurm_testbed.sh installs it)")
     reference = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
                                check=True).stdout.split()
     assert expand_nodelist(nodelist) == reference

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from slurm_cluster import cluster_status, daemon_lines, slurm_cluster, wait_for_final_state, wait_until  # noqa: F401
+from slurm_cluster import (  # noqa: F401
+    cluster_status, daemon_lines, skip_unless_required, slurm_cluster, wait_for_final_state, wait_until)
 
 pytestmark = pytest.mark.slurm
 
@@ -56,7 +57,7 @@ def testbed_started_again(slurm_cluster):
     """Whatever the test did to the testbed, the tests after it find it up: start it again, then poll
     its status until it says up (the start waits for the node already; this is what the tests see)."""
     if os.geteuid() != 0:
-        pytest.skip("stopping and starting the testbed's daemons needs root (CI runs as root)")
+        skip_unless_required("stopping and starting the testbed's daemons needs root (CI runs as root)")
     yield slurm_cluster
     out = subprocess.run(["bash", str(slurm_cluster), "start"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr

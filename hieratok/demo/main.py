@@ -12,6 +12,7 @@ from hieratok.demo import figures
 from hieratok.eval.latent_space import analyse, embed_2d, encode_images
 from hieratok.demo.report import floor_verdict, write_report
 from hieratok.demo.run import FULL, QUICK, TOKENIZERS, Demo
+from hieratok.eval.ablation_scores import reference_stats
 from hieratok.eval.baselines import floors
 from hieratok.eval.shard_data import first_images
 from hieratok.eval.scoring_weights import scoring_weights
@@ -34,7 +35,12 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, nproc: int | Non
     images, labels = first_images(demo.data, n_val, "val", 32)
     weights = scoring_weights(out / "weights", images)
     evals: dict = {}
-    demo._timed("eval", lambda: evals.update(demo.evaluate(weights)))
+
+    def evaluate() -> None:  # the held-out images' Inception statistics once, then each tokenizer
+        reference = reference_stats(images[: budget.eval_images], weights, out / "weights" / "val_inception_stats.npz")
+        evals.update(demo.evaluate(weights, reference))
+
+    demo._timed("eval", evaluate)
     tokenizers = {name: Tokenizer.from_pretrained(demo.run_dir(p) / "export") for name, p in TOKENIZERS.items()}
     first = next(iter(tokenizers.values()))
     baselines = floors(first_images(demo.data, 3000, "train", 32)[0], images[: budget.eval_images],

@@ -45,7 +45,9 @@ class Demo:
         line = shlex.join(shown)
         self.commands.append(line)
         print(f"\n$ {line}", flush=True)
-        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        # one thread a process when the processes share the cores, all of them for a single process
+        threads = "1" if nproc > 1 else str(os.cpu_count() or 1)
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", threads))
         subprocess.run(launcher + args, cwd=REPO, env=env, check=True)
 
     def _timed(self, name: str, fn) -> None:
@@ -73,13 +75,15 @@ class Demo:
                        f"train.warmup_steps={max(1, min(50, self.budget.steps // 10))}",
                        f"checkpoint.every_steps={self.budget.steps}", "logging.every_steps=5"], nproc=self.nproc)
 
-    def evaluate(self, weights) -> dict[str, dict]:
+    def evaluate(self, weights, reference_stats: Path) -> dict[str, dict]:
+        """Each tokenizer's metrics; rFID against the held-out images' Inception statistics, made once."""
         results = {}
         for name, preset in TOKENIZERS.items():
             out = self.out / f"eval_{preset}.json"
             self._cli(["eval", "--run-dir", str(self.run_dir(preset)), "--data", str(self.data),
                        "--metrics", "psnr,ssim,lpips,rfid", "--num", str(self.budget.eval_images),
                        "--inception-weights", str(weights.inception), "--vgg-weights", str(weights.vgg),
-                       "--lpips-heads", str(weights.lpips_heads), "--out", str(out)])
+                       "--lpips-heads", str(weights.lpips_heads), "--reference-stats", str(reference_stats),
+                       "--out", str(out)])
             results[name] = json.loads(out.read_text())
         return results

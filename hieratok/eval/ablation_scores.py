@@ -37,8 +37,10 @@ def training_flops_per_image(model, image_size: int) -> int:
 
 @torch.no_grad()
 def score_tokenizer(export_dir: str | Path, images: torch.Tensor, metrics: list[str],
-                    weights: ScoringWeights) -> dict:
-    """Scores of the tokenizer exported at `export_dir` on `images` (float NCHW in [-1, 1])."""
+                    weights: ScoringWeights, reference_stats: str | Path | None = None) -> dict:
+    """Scores of the tokenizer exported at `export_dir` on `images` (float NCHW in [-1, 1]).
+    `reference_stats`: the Inception statistics of `images` (reference_stats below), computed once
+    for every run instead of once a run."""
     from hieratok import Tokenizer
     from hieratok.eval.inception import load_inception
     from hieratok.losses.lpips import LPIPS
@@ -48,7 +50,8 @@ def score_tokenizer(export_dir: str | Path, images: torch.Tensor, metrics: list[
     inception = load_inception(weights.inception) if "rfid" in metrics else None
     lpips = LPIPS.from_files(weights.vgg, weights.lpips_heads) if "lpips" in metrics else None
     n = len(images)
-    out = evaluate_reconstruction(model, _batches(images), metrics, n, "cpu", inception=inception, lpips=lpips)
+    out = evaluate_reconstruction(model, _batches(images), metrics, n, "cpu", inception=inception, lpips=lpips,
+                                  reference_stats=reference_stats)
     with coarse_keys_zeroed(model):
         probe = evaluate_reconstruction(model, _batches(images), ["psnr"], n, "cpu")
     out["mechanism"] = {"psnr_coarse_keys_zeroed": probe["psnr"], "psnr_drop": out["psnr"] - probe["psnr"]}
@@ -57,3 +60,16 @@ def score_tokenizer(export_dir: str | Path, images: torch.Tensor, metrics: list[
     with torch.enable_grad():
         out["train_flops_per_image"] = training_flops_per_image(model, model.config.image_size)
     return out
+
+
+@torch.no_grad()
+def reference_stats(images: torch.Tensor, weights: ScoringWeights, path: Path) -> Path:
+    """The Inception statistics of the real images (uint8 as a PNG would hold them), saved once."""
+    from hieratok.eval.feature_stats import FeatureStats
+    from hieratok.eval.inception import FID_FEATURE, inception_features, load_inception, to_uint8
+
+    inception = load_inception(weights.inception)
+    stats = FeatureStats(2048)
+    for batch in _batches(images):
+        stats.update(inception_features(inception, to_uint8(batch["image"]))[FID_FEATURE])
+    return stats.save(path)

@@ -126,7 +126,8 @@ def evaluate_reconstruction(model, batches: Iterable[dict], metrics, num_images:
             if "lpips" in metrics:
                 sums[3] += lpips(real, rec).double().sum().cpu()
             if "rfid" in metrics:
-                real_stats.update(inception_features(inception, to_uint8(real))[FID_FEATURE])
+                if reference_stats is None:  # given statistics replace the real images' features
+                    real_stats.update(inception_features(inception, to_uint8(real))[FID_FEATURE])
                 recon_stats.update(inception_features(inception, to_uint8(rec))[FID_FEATURE])
     finally:
         model.train(was_training)

@@ -40,8 +40,3 @@ class TokenizerModelConfig:
     grad_checkpointing: bool = False
     # generator runs only: the tokenizer run dir or export it decodes with (null: the latent cache's own)
     tokenizer: str | None = None
-
-    def build(self):
-        from hieratok.models.tokenizer import Tokenizer
-
-        return Tokenizer(self)

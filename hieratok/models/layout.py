@@ -39,7 +39,7 @@ def masked_blocks(m) -> dict[str, int]:
 
 
 def describe(m) -> dict[str, str]:
-    """One line a stack, runs of equal blocks merged: "0-3 grid 16x16 | 4 scale-causal 1,2,4,8,16 | ..."."""
+    """One line a stack, runs of equal blocks merged: "0-3 grid 16x16; 4 scale-causal over 1,2,4,8,16; ..."."""
     scales = ",".join(str(s) for s in m.scales)
     label = {GRID: f"grid {m.scales[-1]}x{m.scales[-1]}", SCALE_CAUSAL: f"scale-causal over {scales}",
              FULL: f"full attention over {scales}", FINEST_QUERIES: f"finest queries over {scales}",
@@ -54,5 +54,5 @@ def describe(m) -> dict[str, str]:
                 span = f"{start}" if i - 1 == start else f"{start}-{i - 1}"
                 runs.append(f"{span} {label[kinds[start]]}")
                 start = i
-        out[name] = " | ".join(runs)
+        out[name] = "; ".join(runs)
     return out
