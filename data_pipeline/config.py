@@ -21,6 +21,9 @@ class DataConfig:
     cache_dir: str | None = None
     random_flip: bool = True
     prefetch_factor: int = 2
+    # seconds the trainer waits for one batch before failing with an error that names the data
+    # (a stalled mount or bucket, a hung worker); 0: no limit
+    timeout_s: float = 600.0
     # WDS only. resampled: every worker draws shards with replacement (statistically equivalent
     # restarts); false: each pass reads every shard once, split over ranks and workers.
     wds_resampled: bool = False

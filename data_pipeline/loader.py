@@ -99,7 +99,7 @@ def _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean
                                             flip=bool(data_cfg.random_flip), aug_seed=seed, **common)
     extra = {} if latent else {"collate_fn": collate, "finish_batch": to_unit_range}
     return MdsLoader(dataset, batch_size=batch_size, world_size=world_size, num_workers=data_cfg.num_workers,
-                     prefetch_factor=data_cfg.prefetch_factor, drop_last=train, **extra)
+                     prefetch_factor=data_cfg.prefetch_factor, drop_last=train, where=f"MDS data {url}", **extra)
 
 
 def _build_wds(data_cfg, rank, world_size, seed, batch_size, train, split):
@@ -110,11 +110,12 @@ def _build_wds(data_cfg, rank, world_size, seed, batch_size, train, split):
         raise DataError(f"data.path {data_cfg.path}: s3:// is supported for format mds only")
     manifest = read_manifest(data_cfg.path)
     entry = manifest_split(manifest, data_cfg.path, split)
+    read = split if split in manifest["splits"] else next(iter(manifest["splits"]))  # a folder without splits
     shards = [{"url": os.path.join(data_cfg.path, s["path"]), "samples": s["samples"]} for s in entry["shards"]]
     return WdsLoader(
         shards, batch_size=batch_size, rank=rank, world_size=world_size, num_workers=data_cfg.num_workers,
         prefetch_factor=data_cfg.prefetch_factor, train=train, shuffle=bool(data_cfg.shuffle),
         resampled=bool(_cfg(data_cfg, "wds_resampled", False)), shuffle_buffer=_cfg(data_cfg, "wds_shuffle_buffer", 1000),
         epoch_samples=_cfg(data_cfg, "wds_epoch_samples") or entry["samples"], resolution=data_cfg.resolution,
-        flip=bool(data_cfg.random_flip), seed=seed,
+        flip=bool(data_cfg.random_flip), seed=seed, where=f"WDS data {data_cfg.path} (split {read})",
     )

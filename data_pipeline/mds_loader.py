@@ -89,8 +89,9 @@ class MdsLoader:
     """`iter()` = one epoch of batches; `state_dict()` / `load_state_dict()` as documented above."""
 
     def __init__(self, dataset: StreamingDataset, *, batch_size: int, world_size: int, num_workers: int,
-                 prefetch_factor: int, drop_last: bool, collate_fn=default_collate, finish_batch=None):
-        self.dataset = dataset
+                 prefetch_factor: int, drop_last: bool, collate_fn=default_collate, finish_batch=None,
+                 where: str = "MDS dataset"):
+        self.dataset, self.where = dataset, where  # where: what errors name (the folder or URL read)
         self.batch_size, self.world_size = batch_size, world_size
         self._finish = finish_batch or (lambda batch: batch)  # in this process, after the worker's collate
         self._loader = StreamingDataLoader(
@@ -104,6 +105,11 @@ class MdsLoader:
 
     def __len__(self) -> int:
         return len(self._loader)
+
+    @property
+    def samples_per_epoch(self) -> int:
+        """Samples an epoch over all ranks (before streaming pads ranks to equal shares)."""
+        return int(self.dataset.epoch_size)
 
     def __iter__(self):
         if self._open:  # the previous epoch was left unfinished: this is the next epoch

@@ -133,7 +133,8 @@ def _name_the_shard(exn: Exception) -> bool:
 class WdsLoader:
     def __init__(self, shards: list[dict], *, batch_size: int, rank: int, world_size: int, num_workers: int,
                  prefetch_factor: int, train: bool, shuffle: bool, resampled: bool, shuffle_buffer: int,
-                 epoch_samples: int, resolution: int, flip: bool, seed: int):
+                 epoch_samples: int, resolution: int, flip: bool, seed: int, where: str = "WDS split"):
+        self.where = where  # what errors name (the data path and split)
         self.urls = [s["url"] for s in shards]
         self.shard_samples = [s["samples"] for s in shards]
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
@@ -141,21 +142,27 @@ class WdsLoader:
         self.train, self.shuffle, self.resampled = train, shuffle, resampled
         self.shuffle_buffer, self.resolution, self.flip, self.seed = shuffle_buffer, resolution, flip, seed
         self.workers = max(1, num_workers)
+        self.epoch_samples = epoch_samples
         self.batches_per_rank = epoch_samples // (world_size * batch_size)
         self._check_shards()
         if train and resampled and self.batches_per_rank == 0:
-            raise DataError(f"WDS epoch of {epoch_samples} samples is shorter than one global batch "
-                            f"({world_size} ranks x {batch_size})")
+            raise DataError(f"{where}: a WDS epoch of {epoch_samples} samples is shorter than one batch on every "
+                            f"rank ({world_size} ranks x {batch_size})")
         self._epoch, self._consumed, self._open = 0, 0, False
 
     def _check_shards(self) -> None:
         if not self.urls:
-            raise DataError("WDS split has no shards")
+            raise DataError(f"{self.where}: the WDS split has no shards")
         if self.train and not self.resampled and sum(self._batches_per_worker(0)) == 0:
             raise DataError(
-                f"WDS split of {sum(self.shard_samples)} samples in {len(self.urls)} shards gives some rank no full "
-                f"batch of {self.batch_size} ({self.world_size} ranks x {self.workers} workers); re-prepare with a "
-                f"smaller --samples-per-shard, use fewer workers or a smaller batch, or set wds_resampled")
+                f"{self.where}: WDS split of {sum(self.shard_samples)} samples in {len(self.urls)} shards gives some "
+                f"rank no full batch of {self.batch_size} ({self.world_size} ranks x {self.workers} workers); "
+                f"re-prepare with a smaller --samples-per-shard, use fewer workers or a smaller batch, or set "
+                f"wds_resampled")
+
+    @property
+    def samples_per_epoch(self) -> int:
+        return self.epoch_samples if self.train and self.resampled else sum(self.shard_samples)
 
     def shard_order(self, epoch: int) -> list[int]:
         if self.train and self.shuffle:

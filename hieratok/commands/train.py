@@ -21,6 +21,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from data_pipeline.errors import DataError
     from hieratok.train.entry import train
     from hieratok.train.loop import NonFiniteLossError
     from hieratok.train.run_dir import config_for_run
@@ -35,6 +36,9 @@ def run(args) -> int:
     except NonFiniteLossError as e:
         print(f"hieratok train: {e}", file=sys.stderr)
         return 3
+    except DataError as e:  # too little data, a stalled loader, a bad shard: the message names the data
+        print(f"hieratok train: data error: {e}", file=sys.stderr)
+        return 2
     finally:
         from hieratok.distributed.process_group import shutdown
 
@@ -42,10 +46,19 @@ def run(args) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0
     if result.preempted:
-        print(f"hieratok train: stopped at step {result.step} with a checkpoint; rerun the same command to resume",
-              file=sys.stderr)
+        print(f"hieratok train: {_stopped(result)}", file=sys.stderr)
     print(json.dumps(_summary(run_dir, result)))
     return 0
+
+
+def _stopped(result) -> str:
+    import signal
+
+    cause = f"by {signal.Signals(result.signal).name}" if result.signal else "as asked (train.stop_at_step)"
+    if result.saved:
+        return f"stopped {cause} at step {result.step} with a checkpoint; rerun the same command to resume"
+    return (f"stopped {cause} at step {result.step} without a checkpoint of that step; rerun the same "
+            f"command to resume from the run dir's latest checkpoint, or to start over if it has none")
 
 
 def _summary(run_dir: Path, result) -> dict:

@@ -11,7 +11,7 @@ from hieratok.eval.config import EvalConfig
 from hieratok.generator.config import FlowLossConfig, GeneratorModelConfig
 from hieratok.losses.config import LossConfig
 from hieratok.models.config import TokenizerModelConfig
-from hieratok.train.config import CheckpointConfig, DistConfig, LoggingConfig, TrainConfig
+from hieratok.config.engine import CheckpointConfig, DistConfig, LoggingConfig, TrainConfig
 
 
 @dataclass

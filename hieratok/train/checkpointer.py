@@ -21,8 +21,10 @@ class Checkpointer:
         self._wandb_run_id = wandb_run_id_getter
         self.last_save_s: float | None = None
 
-    def save(self, state: LoopState, loader) -> Path:
-        """Collective: every rank calls it at the same step."""
+    def save(self, state: LoopState, loader, boundary: dict | None = None) -> Path:
+        """Collective: every rank calls it at the same step. `boundary` ({"data_state", "rng"}): the
+        loader and RNG states taken when `state.step` ended, for a save made after a later step was
+        cut short (the loader and the RNGs have moved on since)."""
         t0 = time.perf_counter()
         info = self.info
         if info.is_main:
@@ -31,8 +33,11 @@ class Checkpointer:
         barrier()
         staging = self.dirs.staging(state.step)
         self.backend.save(staging)
-        torch.save(rng_state(), staging / "rng" / f"rank_{info.rank}.pt")
-        data_state = loader.state_dict() if hasattr(loader, "state_dict") else None
+        if boundary is not None:
+            rng, data_state = boundary["rng"], boundary["data_state"]
+        else:
+            rng, data_state = rng_state(), loader.state_dict() if hasattr(loader, "state_dict") else None
+        torch.save(rng, staging / "rng" / f"rank_{info.rank}.pt")
         barrier()
         final = self.dirs.root / staging.name.removeprefix(".tmp-")
         if info.is_main:

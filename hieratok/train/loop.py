@@ -10,8 +10,16 @@ from pathlib import Path
 
 import torch
 
+from data_pipeline.batch_wait import BatchFetcher, WaitAbandoned
+from data_pipeline.errors import DataError
 from hieratok.distributed.process_group import all_reduce_sum
+from hieratok.distributed.randomness import rng_state
 from hieratok.train.optim import lr_at, scaled_lr
+
+# With several ranks, how long a rank that is waiting for data when a stop signal comes keeps
+# waiting (so the step can end and all ranks checkpoint together) before it gives up without a
+# checkpoint: SLURM signals 90 s before a time limit, and the requeue needs a clean exit.
+STOP_GRACE_S = 30.0
 
 
 @dataclass
@@ -19,6 +27,7 @@ class TrainResult:
     step: int
     preempted: bool = False
     signal: int | None = None
+    saved: bool = True  # a checkpoint holds `step` (False: stopped before any progress worth saving)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,20 +60,39 @@ class TrainLoop:
                 f"x world size {info.world_size} x an integer number of accumulation steps"
             )
         self._iter = None
+        self._iter_empty, self._empty_epochs = True, 0
+        self._fetch = BatchFetcher(getattr(loader, "where", f"data.path {cfg.data.path}"), cfg.data.timeout_s)
+        self._boundary: dict | None = None  # data and RNG state where the step in flight started
+        self._saved_step = state.step  # the step the newest checkpoint holds (or the start)
         self._keys_file = (run_dir / f"keys_rank{info.rank}.jsonl").open("a") if cfg.logging.record_keys else None
 
     # --- data ----------------------------------------------------------------------------------
     def _next_batch(self) -> tuple[dict, float]:
+        """The next micro-batch, through the bounded wait of data_pipeline/batch_wait.py: a stalled
+        loader fails after data.timeout_s, and a stop signal ends the wait (WaitAbandoned), at once
+        in a single process; with several ranks, the others may sit in a collective where no
+        checkpoint can be agreed, so the wait goes on for STOP_GRACE_S in case the step can end."""
         t0 = time.perf_counter()
         while True:
             if self._iter is None:
-                self._iter = iter(self.loader)
+                self._iter, self._iter_empty = iter(self.loader), True
             try:
-                batch = next(self._iter)
+                batch = self._fetch.next(self._iter, stop=self._leave_waits)
+                self._iter_empty, self._empty_epochs = False, 0
                 break
             except StopIteration:  # epoch boundary: the loader starts the next epoch
                 self._iter = None
+                # one empty epoch is a resume at an epoch's very end; two in a row would spin for ever
+                self._empty_epochs += self._iter_empty
+                if self._empty_epochs >= 2:
+                    raise DataError(f"{self._fetch.where}: two epochs in a row gave rank {self.info.rank} "
+                                    f"no batch of {self.cfg.train.micro_batch_size}") from None
         return batch, time.perf_counter() - t0
+
+    def _leave_waits(self) -> bool:
+        if not self.guard.requested:
+            return False
+        return self.info.world_size == 1 or time.monotonic() - self.guard.first_at > STOP_GRACE_S
 
     def _autocast(self):
         if self.cfg.dist.mixed_precision != "bf16":
@@ -158,29 +186,74 @@ class TrainLoop:
         self._stop_requested = False
         while st.step < t.max_steps:
             step = st.step + 1
-            scalars = self._train_step(step)
+            if self.info.world_size == 1:  # what a checkpoint of the last step holds, should this one be cut
+                self._boundary = {"data_state": self._data_state(), "rng": rng_state()}
+            try:
+                scalars = self._train_step(step)
+            except (WaitAbandoned, DataError) as e:
+                return self._leave_mid_step(e)
             st.step, st.samples_seen = step, st.samples_seen + t.global_batch_size
             if self._step_was_bad:
                 self._on_nonfinite(step, scalars)
             if self.monitor.should_log(step):
                 self.monitor.log(step, st.samples_seen, scalars)
             self.monitor.advance(step)
-            if self.periodic is not None:
-                self.periodic.maybe_run(step, self.backend.model)
+            evaluated = self.periodic is not None and self.periodic.maybe_run(step, self.backend.model)
+            # a signal during the evaluation or the checkpoint write: all ranks agree at once
+            stop = self._stop_requested or (evaluated and self._stop_agreed())
             periodic = self.cfg.checkpoint.every_steps > 0 and step % self.cfg.checkpoint.every_steps == 0
             time_boxed = step == t.stop_at_step
-            if periodic or self._stop_requested or time_boxed:
+            if periodic or stop or time_boxed:
                 self._save()
-            if self._stop_requested or time_boxed:
+                stop = stop or self._stop_agreed()
+            if stop or time_boxed:
                 return TrainResult(step=step, preempted=True, signal=self.guard.received)
         if self.cfg.checkpoint.every_steps <= 0 or st.step % self.cfg.checkpoint.every_steps:
             self._save()
         return TrainResult(step=st.step)
 
-    def _save(self) -> None:
-        path = self.checkpointer.save(self.state, self.loader)
+    def _save(self, boundary: dict | None = None) -> None:
+        path = self.checkpointer.save(self.state, self.loader, boundary=boundary)
+        self._saved_step = self.state.step
         self.monitor.log_event(self.state.step, {"event": "checkpoint_saved", "path": str(path),
                                                  "seconds": self.checkpointer.last_save_s})
+
+    # --- stopping ------------------------------------------------------------------------------
+    def _stop_agreed(self) -> bool:
+        """Whether any rank has a stop signal (one all-reduce; only after evaluations and saves)."""
+        flag = torch.tensor([float(self.guard.requested)], dtype=torch.float64, device=self.info.device)
+        return all_reduce_sum(flag).item() > 0
+
+    def _data_state(self):
+        return self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
+
+    def _leave_mid_step(self, error: Exception) -> TrainResult:
+        """A data wait ended without a batch: a stop signal, a stalled loader, bad data. The step in
+        flight is dropped (its gradients are never applied) and, in a single process, the last
+        completed step is checkpointed as it stood when it ended, data and RNG state included, so
+        that a resume replays the dropped step exactly. With several ranks nothing is saved: the
+        other ranks may wait in a collective, so no checkpoint can be agreed."""
+        st, saved = self.state, None
+        self._drop_unfinished_keys()
+        if self.info.world_size == 1 and st.step > self._saved_step:
+            self._save(boundary=self._boundary)
+            saved = self.checkpointer.dirs.latest()
+        if isinstance(error, WaitAbandoned):
+            kept = st.step == self._saved_step and self.checkpointer.dirs.latest() is not None
+            return TrainResult(step=st.step, preempted=True, signal=self.guard.received, saved=kept)
+        if saved is not None:
+            raise type(error)(f"{error} (steps up to {st.step} are saved: {saved})") from error
+        raise error
+
+    def _drop_unfinished_keys(self) -> None:
+        """The key log keeps only steps that happened: a resume records the dropped step again."""
+        if self._keys_file is None:
+            return
+        self._keys_file.close()
+        path = Path(self._keys_file.name)
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.state.step]
+        path.write_text("".join(line + "\n" for line in kept))
+        self._keys_file = path.open("a")
 
     def _on_nonfinite(self, step: int, scalars: dict) -> None:
         st, limit = self.state, self.cfg.train.max_nonfinite_steps
@@ -198,6 +271,9 @@ class TrainLoop:
             )
 
     def close(self) -> None:
+        self._fetch.close()
+        if self.periodic is not None and hasattr(self.periodic, "close"):
+            self.periodic.close()
         if self._keys_file is not None:
             self._keys_file.close()
 

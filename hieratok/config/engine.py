@@ -1,7 +1,8 @@
-"""Typed configs of the training engine: `train:`, `dist:`, `checkpoint:` and `logging:` sections."""
+"""Typed configs of the training engine: `train:`, `dist:`, `checkpoint:` and `logging:` sections.
+
+They live with the schema, not in hieratok/train/, so that reading a config never imports the engine."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 
@@ -34,18 +35,6 @@ class DistConfig:
     zero_stage: int = 2  # deepspeed only: 1, 2 or 3
     mixed_precision: str = "auto"  # auto (bf16 on CUDA, fp32 on a CPU) | bf16 | fp32
     timeout_s: int = 1800
-
-
-def resolve_precision(requested: str, device) -> str:
-    """`auto` is bf16 on CUDA and fp32 on a CPU, whose bf16 matmuls are many times slower than fp32
-    (bench/precision_cpu.py measures it). An explicit `bf16` on a CPU runs as asked, with a warning."""
-    if requested == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if requested == "bf16" and device.type == "cpu":
-        warnings.warn("dist.mixed_precision=bf16 on a CPU runs as asked, but CPU bf16 is many times slower "
-                      "than fp32 (bench/precision_cpu.py measures it): use dist.mixed_precision=auto or fp32",
-                      stacklevel=2)
-    return requested
 
 
 @dataclass
