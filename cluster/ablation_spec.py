@@ -19,8 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from cluster.spec_file import read_spec_file
 from hieratok.config.errors import ConfigError
 from hieratok.config.loader import load_config, resolve_preset_path
 
@@ -114,19 +113,7 @@ def load_ablation(path: str | Path) -> AblationSpec:
     path = Path(path)
     if not path.exists():
         path = resolve_preset_path(str(path))
-    try:
-        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except Exception as e:  # noqa: BLE001 - YAML's parser errors have no common public base
-        raise ConfigError(f"ablation file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"ablation file {path} must hold a mapping")
-    valid = {f.name for f in dataclasses.fields(AblationSpec)}
-    unknown = sorted(set(raw) - valid)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in ablation file {path}; valid keys: {', '.join(sorted(valid))}")
-    for required in ("config", "arms", "data"):
-        if required not in raw:
-            raise ConfigError(f"ablation file {path} needs '{required}'")
+    raw = read_spec_file(path, "ablation", AblationSpec, ("config", "arms", "data"))
     if not isinstance(raw["arms"], dict) or not raw["arms"]:
         raise ConfigError(f"ablation file {path}: 'arms' must map arm names to lists of overrides")
     data = raw["data"]

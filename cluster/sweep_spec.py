@@ -22,12 +22,10 @@
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from cluster.spec_file import read_spec_file
 from hieratok.config.errors import ConfigError
 from hieratok.config.loader import load_config, parse_overrides, resolve_preset_path
 
@@ -105,16 +103,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"sweep file not found: {path}")
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"sweep file {path} must hold a mapping")
-    valid = {f.name for f in dataclasses.fields(SweepSpec)}
-    unknown = sorted(set(raw) - valid)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in sweep file {path}; valid keys: {', '.join(sorted(valid))}")
-    for required in ("config", "space"):
-        if required not in raw:
-            raise ConfigError(f"sweep file {path} needs '{required}'")
+    raw = read_spec_file(path, "sweep", SweepSpec, ("config", "space"))
     if not isinstance(raw["space"], dict) or not raw["space"]:
         raise ConfigError(f"sweep file {path}: 'space' must map config keys to distributions")
     raw["config"] = str(_config_path(raw["config"], path))
