@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import tempfile
+import time
 from collections import Counter
 
 from data_pipeline.errors import DataError
@@ -91,12 +93,15 @@ def _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean
     if clean_stale_shm:
         remove_stale_streaming_shm()
     latent = data_cfg.format == "latent"
-    with streaming_world(rank, world_size):
-        if latent:
-            dataset = LatentStreamingDataset(**common)
-        else:
-            dataset = ImageStreamingDataset(resolution=data_cfg.resolution, train=train,
-                                            flip=bool(data_cfg.random_flip), aug_seed=seed, **common)
+
+    def make():
+        with streaming_world(rank, world_size):
+            if latent:
+                return LatentStreamingDataset(**common)
+            return ImageStreamingDataset(resolution=data_cfg.resolution, train=train,
+                                         flip=bool(data_cfg.random_flip), aug_seed=seed, **common)
+
+    dataset = claim_shm_prefix(make, world_size)
     extra = {} if latent else {"collate_fn": collate, "finish_batch": to_unit_range}
     return MdsLoader(dataset, batch_size=batch_size, world_size=world_size, num_workers=data_cfg.num_workers,
                      prefetch_factor=data_cfg.prefetch_factor, drop_last=train, where=f"MDS data {url}", **extra)
@@ -119,3 +124,20 @@ def _build_wds(data_cfg, rank, world_size, seed, batch_size, train, split):
         epoch_samples=_cfg(data_cfg, "wds_epoch_samples") or entry["samples"], resolution=data_cfg.resolution,
         flip=bool(data_cfg.random_flip), seed=seed, where=f"WDS data {data_cfg.path} (split {read})",
     )
+
+
+def claim_shm_prefix(make, world_size: int, attempts: int = 8):
+    """`make()` a StreamingDataset, again if another job took its shared-memory prefix first.
+
+    streaming finds a free prefix, then creates its `NNNNNN_locals` segment: two jobs starting at
+    once (the concurrent trials of a sweep or an ablation) can pick the same prefix, and the later
+    one fails with FileExistsError. Made again, it sees that prefix taken and picks the next one.
+    A multi-rank job is not retried: its ranks meet in barriers inside streaming's registration,
+    and one rank going round again would leave the others waiting."""
+    for attempt in range(attempts):
+        try:
+            return make()
+        except FileExistsError:
+            if world_size > 1 or attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.25))  # apart from the other job's next try

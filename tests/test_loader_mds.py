@@ -169,3 +169,23 @@ def test_stale_shared_memory_of_a_killed_job_is_removed_and_live_memory_kept(emb
     assert killed in removed and _prefix(live) not in removed
     assert killed not in _streaming_prefixes() and _prefix(live) in _streaming_prefixes()
     assert len(_keys(live)) == TRAIN  # the live dataset still works
+
+
+def test_a_shared_memory_prefix_taken_by_another_job_is_claimed_again():
+    """streaming's find-then-create of its shm prefix races between jobs starting at once (the
+    concurrent trials of a sweep or an ablation): the loser makes its dataset again."""
+    from data_pipeline.loader import claim_shm_prefix
+
+    calls = []
+
+    def make():
+        calls.append(1)
+        if len(calls) < 3:
+            raise FileExistsError(17, "File exists", "/000508_locals")
+        return "dataset"
+
+    assert claim_shm_prefix(make, world_size=1) == "dataset" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(FileExistsError):  # ranks of one job meet in streaming's barriers: no lone retry
+        claim_shm_prefix(make, world_size=2)
+    assert len(calls) == 1
