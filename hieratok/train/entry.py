@@ -8,16 +8,16 @@ from pathlib import Path
 import torch
 
 from data_pipeline.capacity import require_full_steps
+from hieratok.distributed.process_group import barrier, init_distributed
+from hieratok.distributed.randomness import seed_everything
 from hieratok.train.backends import build_backend
 from hieratok.train.backends.base import wrap_aux_ddp
 from hieratok.train.checkpoint_dirs import CheckpointDirs, read_trainer_state
 from hieratok.train.checkpointer import Checkpointer
-from hieratok.train.precision import resolve_precision
-from hieratok.distributed.process_group import barrier, init_distributed
 from hieratok.train.loop import LoopState, TrainLoop, TrainResult
 from hieratok.train.monitor import Monitor
 from hieratok.train.periodic import PeriodicEval
-from hieratok.distributed.randomness import seed_everything
+from hieratok.train.precision import resolve_precision
 from hieratok.train.run_dir import write_config
 from hieratok.train.signals import PreemptionGuard, SignalStop
 from hieratok.train.tasks import build_task
