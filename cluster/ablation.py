@@ -115,7 +115,8 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, quick: bool = False, se
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data_path = prepare_data(spec, out)
-    resolution = int(spec.run_config(spec.reference_arm, spec.seeds[0], data_path).data.resolution)
+    reference_cfg = spec.run_config(spec.reference_arm, spec.seeds[0], data_path)
+    resolution = int(reference_cfg.data.resolution)
     images, _ = first_images(data_path, spec.eval.num_images, "val", resolution)
     torch.save(images, out / EVAL_IMAGES)
     weights = scoring_weights(out / "weights", images)
@@ -124,7 +125,7 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, quick: bool = False, se
         reference = str(reference_stats(images, weights, out / "reference_stats.npz"))
     failed = _run_trials(spec, out, data_path, weights, reference, address)
 
-    model_cfg = spec.run_config(spec.reference_arm, spec.seeds[0], data_path).model
+    model_cfg = reference_cfg.model
     fit = first_images(data_path, spec.eval.fit_images, "train", resolution)[0]
     latent_values = (model_cfg.image_size // model_cfg.patch_size) ** 2 * model_cfg.latent_channels
     baselines = floors(fit, images, patch=model_cfg.patch_size, latent_values=latent_values)

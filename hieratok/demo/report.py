@@ -5,6 +5,8 @@ import html
 import json
 from pathlib import Path
 
+from hieratok.eval.baselines import floor_psnr
+
 METRICS = [("rfid", "rFID", "lower"), ("psnr", "PSNR (dB)", "higher"), ("ssim", "SSIM", "higher"),
            ("lpips", "LPIPS", "lower")]
 
@@ -33,7 +35,7 @@ def _fmt(v) -> str:
 def floor_verdict(evals: dict, baselines: dict) -> str:
     """Whether each tokenizer beats patch-PCA and bicubic at its latent size (PSNR): below that floor a
     model has not learned yet, and comparing two such models says nothing about the method."""
-    floor = max(b["psnr"] for b in baselines.values())
+    floor = floor_psnr(baselines)
     parts = [f"{name} {'beats' if e['psnr'] > floor else 'does NOT beat'} the floor" for name, e in evals.items()]
     pca = baselines["patch_pca"]
     return (f"Sanity floor (PSNR {floor:.2f} dB: patch-PCA with {pca['components']} components a "

@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from hieratok.eval.baselines import floor_psnr
+
 # (key in results, label, better) in the order of the table
 COLUMNS = [("psnr", "PSNR dB", "higher"), ("ssim", "SSIM", "higher"), ("lpips", "LPIPS", "lower"),
            ("rfid", "rFID", "lower"), ("uniformity", "uniformity", "lower"), ("isotropy", "isotropy", "higher"),
@@ -91,7 +93,7 @@ def _cell(a: dict, key: str) -> str:
 
 def write_results(out: Path, runs: dict, baselines: dict, protocol: dict, reference: str) -> tuple[Path, Path]:
     arms = summarise(runs)
-    floor = max(b["psnr"] for b in baselines.values())
+    floor = floor_psnr(baselines)
     above = {arm: a["mean"].get("psnr", -math.inf) > floor for arm, a in arms.items()}
     comparison = compare(arms, reference)
     results = {"arms": arms, "baselines": baselines, "floor_psnr": floor, "above_floor": above,

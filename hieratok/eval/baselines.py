@@ -50,6 +50,11 @@ def bicubic_reconstruct(images: torch.Tensor, side: int) -> torch.Tensor:
     return F.interpolate(small, size=size, mode="bicubic", align_corners=False)
 
 
+def floor_psnr(baselines: dict) -> float:
+    """The PSNR a tokenizer must beat: the better of the floors that `floors` returned."""
+    return max(b["psnr"] for b in baselines.values())
+
+
 def floors(train_images: torch.Tensor, test_images: torch.Tensor, *, patch: int, latent_values: int) -> dict:
     """PSNR / SSIM of both baselines on `test_images` (in [-1, 1]), each given at most `latent_values`
     numbers per image: PCA keeps latent_values / patches components a patch, bicubic the largest

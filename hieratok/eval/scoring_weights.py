@@ -38,6 +38,7 @@ def scoring_weights(out_dir: Path, calibration_images: torch.Tensor, inception: 
         make_test_lpips_heads,
         make_test_vgg16_weights,
     )
+    from hieratok.eval.inception import to_uint8
     from hieratok.losses.lpips import resolve_lin_weights
 
     hub = Path(torch.hub.get_dir()) / "checkpoints"
@@ -45,8 +46,7 @@ def scoring_weights(out_dir: Path, calibration_images: torch.Tensor, inception: 
     inc = Path(inception) if inception else hub / INCEPTION_FILE
     inc_real = inc.exists()
     if not inc_real:
-        uint8 = ((calibration_images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        inc = make_test_inception_weights(uint8, out_dir / "inception-TEST-MADE.pth")
+        inc = make_test_inception_weights(to_uint8(calibration_images), out_dir / "inception-TEST-MADE.pth")
     v = Path(vgg) if vgg else hub / VGG_FILE
     v_real = v.exists()
     if not v_real:
