@@ -125,29 +125,30 @@ class TrainLoop:
                     terms.update(aux_terms)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.float()
-                if last:
-                    loss, aux = self._poison_if_nonfinite(sums, loss, aux)
+                if last:  # the sums are complete: the step's non-finite check, once, on the device
+                    names = sorted(sums)
+                    values = torch.stack([sums[k] for k in names]).double()
+                    any_bad_dev = all_reduce_sum((~torch.isfinite(values)).any().double())
+                    loss, aux = self._poison_if_nonfinite(any_bad_dev, loss, aux)
                 backend.backward(loss, self.accum)
                 for name, (aux_loss, _) in aux.items():
                     wrapped = self.aux[name][0]
                     sync = contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
                     with sync:
                         (aux_loss / self.accum).backward()
-        # one all-reduce carries the logged terms, the non-finite flag and the stop request; one
-        # device-to-host copy, the step's only blocking sync, brings them back with the grad norm
-        names, n = sorted(sums), len(sums)
-        device = self.info.device
-        values = torch.stack([sums[k] for k in names]).double()
-        flags = torch.stack([(~torch.isfinite(values)).any().double(),
-                             torch.full((), float(self.guard.requested), dtype=torch.float64, device=device)])
-        packed = all_reduce_sum(torch.cat([values, flags]))
+        # one all-reduce carries the logged terms and the stop request; one device-to-host copy, the
+        # step's only blocking sync, brings them back with the (already global) non-finite flag and
+        # the grad norm
+        n = len(names)
+        stop = torch.full((1,), float(self.guard.requested), dtype=torch.float64, device=self.info.device)
+        packed = torch.cat([all_reduce_sum(torch.cat([values, stop])), any_bad_dev.reshape(1)])
         grad_norm = backend.clip_grad_norm(self.cfg.train.grad_clip)  # None: the backend clips in step()
         if grad_norm is not None:
             packed = torch.cat([packed, grad_norm.detach().double().reshape(1)])
         host = packed.tolist()
         scale = self.accum * self.info.world_size
         scalars = {k: host[i] / scale for i, k in enumerate(names)}
-        any_bad, any_stop = host[n] > 0, host[n + 1] > 0
+        any_stop, any_bad = host[n] > 0, host[n + 1] > 0
         norm = host[n + 2] if grad_norm is not None else None
         if norm is not None and not math.isfinite(norm):
             any_bad = True
@@ -171,13 +172,13 @@ class TrainLoop:
         self._step_was_bad = not applied
         return scalars
 
-    def _poison_if_nonfinite(self, sums: dict, loss: torch.Tensor, aux: dict) -> tuple[torch.Tensor, dict]:
-        """A non-finite term anywhere in this step, on any rank (a NaN discriminator loss included),
-        makes the last backward's gradients NaN, decided on the device without a host sync. Every
-        backend then sees non-finite gradients and skips the step: ours by the grad norm, DeepSpeed
-        by its own overflow check, which also keeps its step counters right."""
-        bad = torch.stack([v for v in sums.values()]).isfinite().logical_not().any().float()
-        poison = torch.where(all_reduce_sum(bad) > 0, float("nan"), 1.0)
+    @staticmethod
+    def _poison_if_nonfinite(any_bad: torch.Tensor, loss: torch.Tensor, aux: dict) -> tuple[torch.Tensor, dict]:
+        """A non-finite term anywhere in this step, on any rank (`any_bad`, summed over ranks; a NaN
+        discriminator loss included), makes the last backward's gradients NaN, decided on the device
+        without a host sync. Every backend then sees non-finite gradients and skips the step: ours
+        by the grad norm, DeepSpeed by its own overflow check, which also keeps its step counters right."""
+        poison = torch.where(any_bad > 0, float("nan"), 1.0).to(loss.dtype)
         return loss * poison, {name: (a * poison, t) for name, (a, t) in aux.items()}
 
     # --- the run -------------------------------------------------------------------------------
