@@ -30,7 +30,7 @@ from data_pipeline import build_loader  # noqa: E402
 from hieratok.config.loader import load_config  # noqa: E402
 from hieratok.generator.latent_cache import encode_dataset  # noqa: E402
 from hieratok.generator.task import GeneratorTask  # noqa: E402
-from hieratok.models.tokenizer import Tokenizer  # noqa: E402
+from hieratok.tokenizer.model import Tokenizer  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -78,8 +78,8 @@ class Trainer:
 
 
 def _prepare(work: Path, tokenizer_cfg, images: int, workers: int) -> tuple[Path, Path, Path]:
-    from data_pipeline.prepare import run_prepare
-    from data_pipeline.prepare_options import PrepareOptions
+    from data_pipeline.prepare.pipeline import run_prepare
+    from data_pipeline.prepare.options import PrepareOptions
 
     data, export, cache = work / "images", work / "tokenizer", work / "latents"
     run_prepare(PrepareOptions(src="embedded", out=str(data), format="mds", resolution=tokenizer_cfg.image_size,

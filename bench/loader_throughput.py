@@ -83,9 +83,9 @@ def main() -> None:
 
     from data_pipeline import build_loader
     from data_pipeline.config import DataConfig
-    from data_pipeline.embedded import export_embedded_folder
-    from data_pipeline.prepare import run_prepare
-    from data_pipeline.prepare_options import PrepareOptions
+    from data_pipeline.prepare.embedded import export_embedded_folder
+    from data_pipeline.prepare.pipeline import run_prepare
+    from data_pipeline.prepare.options import PrepareOptions
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="hieratok-bench-loader-"))
     originals = work / "originals"

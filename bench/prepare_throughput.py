@@ -29,8 +29,8 @@ import psutil
 
 RUN = """
 import json, resource, sys, time
-from data_pipeline.prepare import run_prepare, warm_up
-from data_pipeline.prepare_options import PrepareOptions
+from data_pipeline.prepare.pipeline import run_prepare, warm_up
+from data_pipeline.prepare.options import PrepareOptions
 
 def cpu():  # this process and its joined pool workers
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -109,7 +109,7 @@ def main() -> None:
     fmt = args.format or ("wds" if args.quick else "mds")
     work = Path(args.dir or tempfile.mkdtemp(prefix="hieratok-bench-prepare-"))
 
-    from data_pipeline.embedded import export_embedded_folder
+    from data_pipeline.prepare.embedded import export_embedded_folder
 
     originals = work / f"originals_{n_images}"
     if not originals.exists():

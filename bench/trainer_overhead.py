@@ -24,8 +24,8 @@ WARMUP = 5
 
 
 def prepared_data(root: Path, n: int) -> Path:
-    from data_pipeline.prepare import run_prepare
-    from data_pipeline.prepare_options import PrepareOptions
+    from data_pipeline.prepare.pipeline import run_prepare
+    from data_pipeline.prepare.options import PrepareOptions
 
     out = root / "data"
     run_prepare(PrepareOptions(src="embedded", out=str(out), format="mds", resolution=32, limit=n,

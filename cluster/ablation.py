@@ -41,8 +41,8 @@ def prepare_data(spec: AblationSpec, out: Path) -> str:
     """The shards every run reads: the ablation's own (prepared once, resumably) or the given path."""
     if "path" in spec.data:
         return spec.data["path"]
-    from data_pipeline.prepare import run_prepare
-    from data_pipeline.prepare_options import PrepareOptions
+    from data_pipeline.prepare.options import PrepareOptions
+    from data_pipeline.prepare.pipeline import run_prepare
 
     d = spec.data
     dest = out / "data"

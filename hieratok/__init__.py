@@ -8,11 +8,11 @@ __all__ = ["Tokenizer", "scale_causal_mask", "__version__"]
 
 def __getattr__(name: str):
     if name == "Tokenizer":
-        from hieratok.models.tokenizer import Tokenizer
+        from hieratok.tokenizer.model import Tokenizer
 
         return Tokenizer
     if name == "scale_causal_mask":
-        from hieratok.models.attention import scale_causal_mask
+        from hieratok.nn.attention import scale_causal_mask
 
         return scale_causal_mask
     raise AttributeError(f"module 'hieratok' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from hieratok.config.errors import ConfigError
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "shard images into WebDataset or MDS shards"),
     "train": ("train", "train a tokenizer or a generator (distributed under torchrun or SLURM)"),
-    "eval": ("evaluate", "reconstruction metrics (rFID, PSNR, SSIM, LPIPS) of a tokenizer"),
+    "eval": ("eval", "reconstruction metrics (rFID, PSNR, SSIM, LPIPS) of a tokenizer"),
     "export": ("export", "write export/model.safetensors + config.json from a run's checkpoint"),
     "encode": ("encode", "encode a dataset into a latent cache for generator training"),
     "sample": ("sample", "sample a generator into an ADM-layout .npz"),

@@ -61,8 +61,8 @@ def test_inception_weights(tmp_path_factory, fid_image_sets):
 
 # --- data pipeline: small prepared datasets shared by the data tests (32 px crops of `embedded`)
 def _prepare_embedded(tmp_path_factory, fmt: str):
-    from data_pipeline.prepare import run_prepare
-    from data_pipeline.prepare_options import PrepareOptions
+    from data_pipeline.prepare.pipeline import run_prepare
+    from data_pipeline.prepare.options import PrepareOptions
 
     out = tmp_path_factory.mktemp(f"embedded_{fmt}") / "data"
     run_prepare(PrepareOptions(src="embedded", out=str(out), format=fmt, resolution=32, limit=192,
@@ -87,7 +87,7 @@ def embedded_wds(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_tokenizer_export(tmp_path_factory):
     from hieratok.config.loader import load_config
-    from hieratok.models.tokenizer import Tokenizer
+    from hieratok.tokenizer.model import Tokenizer
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny_tokenizer") / "export"

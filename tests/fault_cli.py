@@ -27,7 +27,7 @@ import time
 
 from hieratok.cli import main
 from hieratok.generator.task import GeneratorTask
-from hieratok.losses.tokenizer_task import TokenizerTask
+from hieratok.tokenizer.task import TokenizerTask
 
 HOLD_CAP_S = 600  # a hold gives up after this, so that a broken test cannot leave a process for good
 _guards: list = []  # the trainer's PreemptionGuard, seen through its install()
@@ -109,9 +109,9 @@ class _HeldLoader:
 
 
 def _install_holds(spec: str) -> None:
-    import data_pipeline.loader as loader_module
-    from hieratok.train.backends.base import Backend
-    from hieratok.train.signals import PreemptionGuard
+    import data_pipeline.loading.loader as loader_module
+    from hieratok.train.backends.torch_dcp import TorchBackend as Backend
+    from hieratok.distributed.signals import PreemptionGuard
 
     phase, _, n = spec.partition(":")
     n = int(n or 1)

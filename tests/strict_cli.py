@@ -19,7 +19,7 @@ from device_discipline import strict_devices  # noqa: E402
 from hieratok.cli import main  # noqa: E402
 from hieratok.generator import sample_run  # noqa: E402
 from hieratok.generator.model import Generator  # noqa: E402
-from hieratok.models.tokenizer import Tokenizer  # noqa: E402
+from hieratok.tokenizer.model import Tokenizer  # noqa: E402
 from hieratok.train.loop import TrainLoop  # noqa: E402
 
 moved: set[str] = set()

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from data_pipeline.augment import collate, to_unit_range
-from data_pipeline.decode import decode_uint8, encoded_size
+from data_pipeline.loading.augment import collate, to_unit_range
+from data_pipeline.loading.decode import decode_uint8, encoded_size
 
 
 def _photo(w: int, h: int, mode: str = "RGB", seed: int = 0) -> Image.Image:

@@ -11,7 +11,7 @@ from data_pipeline.errors import DataError
 from hieratok.generator.latent_cache import FLIP_SUFFIX, encode_dataset, read_cache
 from hieratok.generator.normalization import LatentStats
 from hieratok.generator.tokenizer_ref import tokenizer_ref
-from hieratok.models.tokenizer import Tokenizer
+from hieratok.tokenizer.model import Tokenizer
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

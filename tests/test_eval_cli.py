@@ -11,7 +11,7 @@ from hieratok.cli import main
 def run_dir(tmp_path_factory):
     """A run dir holding only export/: a random-init tiny tokenizer (32 px, like embedded_mds)."""
     from hieratok.config.loader import load_config
-    from hieratok.models.tokenizer import Tokenizer
+    from hieratok.tokenizer.model import Tokenizer
 
     torch.manual_seed(0)
     run = tmp_path_factory.mktemp("run")

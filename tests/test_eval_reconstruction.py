@@ -14,7 +14,7 @@ METRICS = ["rfid", "psnr", "ssim", "lpips"]
 
 def _tiny_tokenizer():
     from hieratok.config.loader import load_config
-    from hieratok.models.tokenizer import Tokenizer
+    from hieratok.tokenizer.model import Tokenizer
 
     torch.manual_seed(0)
     return Tokenizer(load_config("configs/tokenizer/tiny_hieratok.yaml").model)
@@ -32,7 +32,7 @@ def _rank_batches(images, rank):
 def _rank_main(rank, init_file, images, inception_weights, lpips_files, out_dir):
     import torch.distributed as dist
 
-    from hieratok.losses.lpips import LPIPS
+    from hieratok.tokenizer.lpips import LPIPS
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
@@ -54,7 +54,7 @@ def lpips_files(tmp_path_factory):
 
 
 def test_two_gloo_ranks_equal_one_process(tmp_path, fid_image_sets, test_inception_weights, lpips_files):
-    from hieratok.losses.lpips import LPIPS
+    from hieratok.tokenizer.lpips import LPIPS
 
     images = _images(fid_image_sets["smooth"][1])
     mp.spawn(_rank_main, args=(str(tmp_path / "init"), images, str(test_inception_weights), lpips_files, tmp_path),
@@ -99,14 +99,14 @@ def test_unknown_metric_names_the_valid_ones():
 
 def test_periodic_evaluator_follows_the_eval_config(fid_image_sets):
     from hieratok.config.loader import load_config
-    from hieratok.eval.periodic import PeriodicEvaluator
+    from hieratok.eval.reconstruction_scorer import ReconstructionScorer
 
     cfg = load_config("configs/tokenizer/tiny_hieratok.yaml",
                       ["eval.every_steps=100", "eval.num_images=4", "eval.metrics=[psnr,ssim]", "eval.batch_size=2"])
-    evaluator = PeriodicEvaluator(cfg.eval, cfg.loss.lpips, "cpu")
+    evaluator = ReconstructionScorer(cfg.eval, cfg.loss.lpips, "cpu")
     assert [evaluator.due(s) for s in (0, 50, 100, 200)] == [False, False, True, True]
     images = _images(fid_image_sets["smooth"][1])
     result = evaluator(_tiny_tokenizer(), [{"image": images[i:i + 2]} for i in range(0, 6, 2)])
     assert result["num_images"] == 4 and set(result) == {"psnr", "ssim", "num_images"}
     with pytest.raises(ConfigError, match="lpipz"):
-        PeriodicEvaluator(load_config("configs/tokenizer/tiny_hieratok.yaml", ["eval.metrics=[lpipz]"]).eval)
+        ReconstructionScorer(load_config("configs/tokenizer/tiny_hieratok.yaml", ["eval.metrics=[lpipz]"]).eval)

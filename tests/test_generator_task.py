@@ -14,7 +14,7 @@ from hieratok.generator.model import Generator
 from hieratok.generator.sample_run import load_bundle
 from hieratok.generator.task import GeneratorTask
 from hieratok.generator.tokenizer_ref import TokenizerMismatchError
-from hieratok.models.tokenizer import Tokenizer
+from hieratok.tokenizer.model import Tokenizer
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -95,3 +95,29 @@ def test_only_entry_points_import_the_training_engine():
                        for target in targets
                        if target.startswith("hieratok.train") and not module.startswith(ENTRY_POINTS))
     assert offenders == []
+
+
+def test_the_engine_never_asks_which_task_or_backend_it_runs():
+    """Tasks and backends differ through their classes' methods (`hieratok.task.Task`, the abstract
+    `Backend`), not through branches in the engine."""
+    engine = [p for p in (REPO / "hieratok" / "train").rglob("*.py") if "backends" not in p.parts]
+    branches = ("cfg.task ==", "backend.name", "hasattr(task", "hasattr(self.task", "hasattr(backend",
+                "hasattr(wrapped", "isinstance(backend")
+    offenders = [f"{p.relative_to(REPO)}: {b}" for p in engine for b in branches if b in p.read_text()]
+    assert offenders == ["hieratok/train/task_registry.py: cfg.task =="]  # the one place that picks the task
+
+
+def test_every_backend_and_task_implements_the_whole_interface():
+    import inspect
+
+    from hieratok.generator.task import GeneratorTask
+    from hieratok.task import Task
+    from hieratok.tokenizer.task import TokenizerTask
+    from hieratok.train.backends.base import Backend
+    from hieratok.train.backends.ddp import DDPBackend
+    from hieratok.train.backends.deepspeed_engine import DeepSpeedBackend
+    from hieratok.train.backends.fsdp import FSDPBackend
+
+    for cls, base in ((DDPBackend, Backend), (FSDPBackend, Backend), (DeepSpeedBackend, Backend),
+                      (TokenizerTask, Task), (GeneratorTask, Task)):
+        assert issubclass(cls, base) and not inspect.isabstract(cls), (cls, getattr(cls, "__abstractmethods__", None))

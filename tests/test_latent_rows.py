@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from data_pipeline import build_loader
 from data_pipeline.config import DataConfig
 from data_pipeline.errors import DataError
-from data_pipeline.latent_rows import LatentPartWriter, merge_latent_parts
-from data_pipeline.latent_stats import ChannelStats, read_latent_stats
+from data_pipeline.latent_cache.rows import LatentPartWriter, merge_latent_parts
+from data_pipeline.latent_cache.stats import ChannelStats, read_latent_stats
 
 T, C = 6, 3
 

@@ -153,7 +153,7 @@ def _streaming_prefixes():
 
 
 def test_stale_shared_memory_of_a_killed_job_is_removed_and_live_memory_kept(embedded_mds):
-    from data_pipeline.shm_cleanup import remove_stale_streaming_shm
+    from data_pipeline.loading.shm_cleanup import remove_stale_streaming_shm
 
     live = build_loader(_cfg(embedded_mds), 0, 1, seed=0, batch_size=8)
     ctx = mp.get_context("fork")
@@ -174,7 +174,7 @@ def test_stale_shared_memory_of_a_killed_job_is_removed_and_live_memory_kept(emb
 def test_a_shared_memory_prefix_taken_by_another_job_is_claimed_again():
     """streaming's find-then-create of its shm prefix races between jobs starting at once (the
     concurrent trials of a sweep or an ablation): the loser makes its dataset again."""
-    from data_pipeline.loader import claim_shm_prefix
+    from data_pipeline.loading.loader import claim_shm_prefix
 
     calls = []
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from data_pipeline import build_loader
 from data_pipeline.config import DataConfig
 from data_pipeline.errors import DataError
-from data_pipeline.wds_loader import resume_point
+from data_pipeline.loading.wds_loader import resume_point
 
 TRAIN, VAL = 144, 48
 

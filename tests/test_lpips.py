@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hieratok.eval.weights_for_tests import make_test_lpips_heads, make_test_vgg16_weights
-from hieratok.losses.lpips import LIN_FILE, LPIPS, VGG16_FILE
+from hieratok.tokenizer.lpips import LIN_FILE, LPIPS, VGG16_FILE
 
 import lpips as lpips_ref  # in .[dev]: a broken install fails here, it does not skip
 
@@ -94,7 +94,7 @@ def test_missing_weights_name_the_file_and_how_to_get_it(monkeypatch, tmp_path, 
     assert VGG16_FILE in str(e.value) and "hub" in str(e.value) and "vgg_weights" in str(e.value)
     with pytest.raises(FileNotFoundError, match="linear-head weights not found: .*missing.pth"):
         LPIPS.from_files(weight_files[0], tmp_path / "missing.pth")
-    monkeypatch.setattr("hieratok.losses.lpips._lpips_package_heads", lambda: None)
+    monkeypatch.setattr("hieratok.tokenizer.lpips._lpips_package_heads", lambda: None)
     with pytest.raises(FileNotFoundError) as e:
         LPIPS.from_files(weight_files[0], None)
     assert LIN_FILE in str(e.value) and "weights/v0.1/vgg.pth" in str(e.value)

@@ -9,7 +9,7 @@ import torch
 from hieratok import Tokenizer
 from hieratok.config.errors import ConfigError
 from hieratok.config.loader import load_config
-from hieratok.models.layout import SCALE_CAUSAL, block_layout, describe
+from hieratok.tokenizer.layout import SCALE_CAUSAL, block_layout, describe
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

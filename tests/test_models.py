@@ -8,9 +8,9 @@ import torch
 
 from hieratok import Tokenizer, scale_causal_mask
 from hieratok.config.loader import load_config
-from hieratok.models.attention import build_layout
-from hieratok.models.pyramid import sequence_positions
-from hieratok.models.rope import rope_rotations
+from hieratok.nn.attention import build_layout
+from hieratok.nn.rope import sequence_positions
+from hieratok.nn.rope import rope_rotations
 
 
 def _tiny(**model_overrides):
@@ -101,7 +101,7 @@ def test_rope_positions_are_cell_centres():
 
 def test_rope_is_relative():
     """RoPE scores depend on position differences only: shifting every position changes nothing."""
-    from hieratok.models.rope import apply_rope
+    from hieratok.nn.rope import apply_rope
 
     q, k = torch.randn(1, 1, 5, 16), torch.randn(1, 1, 5, 16)
     pos = torch.rand(5, 2) * 8
@@ -154,7 +154,7 @@ VITOK = {"S": 43.3e6, "B": 85.8e6, "L": 383.7e6}
     ("hieratok_s_l16", "S", "L", None),
 ])
 def test_parameter_counts_match_vitok(preset, enc, dec, total):
-    from hieratok.models.info import tokenizer_info
+    from hieratok.tokenizer.info import tokenizer_info
 
     info = tokenizer_info(load_config(f"configs/tokenizer/{preset}.yaml").model)
     assert abs(info["params"]["encoder"] / VITOK[enc] - 1) < 0.03
@@ -174,7 +174,7 @@ def test_model_info_cli_json():
 
 @pytest.mark.gpu
 def test_flex_attention_agrees_with_sdpa_bf16():
-    from hieratok.models.attention import AttentionLayout
+    from hieratok.nn.attention import AttentionLayout
 
     counts = [1, 4, 16, 64, 256]
     q, k, v = (torch.randn(2, 12, sum(counts), 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))

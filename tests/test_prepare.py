@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from data_pipeline.errors import DataError
-from data_pipeline.prepare import run_prepare
-from data_pipeline.prepare_options import PrepareOptions
+from data_pipeline.prepare.pipeline import run_prepare
+from data_pipeline.prepare.options import PrepareOptions
 from hieratok.cli import main as hieratok
 
 CLASSES = ["cat", "dog", "zebra"]
@@ -92,7 +92,7 @@ def test_stock_webdataset_reads_wds(image_tree, tmp_path):
     assert len(samples) == len(good) == len({s["__key__"] for s in samples})
     assert all(s["png"].size == (32, 32) and s["cls"] in (0, 1, 2) for s in samples)
     # lossless PNG: the stored pixels are exactly the source resized and centre-cropped
-    from data_pipeline.image_prep import resize
+    from data_pipeline.prepare.image_prep import resize
 
     stored = next(s["png"] for s in samples if s["__key__"] == "cat/img%2E1")
     expected = resize(Image.open(src / "cat" / "img.1.png").convert("RGB"), 32, "center-crop")

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from data_pipeline.errors import DataError
-from data_pipeline.prepare import run_prepare
-from data_pipeline.prepare_options import PrepareOptions
+from data_pipeline.prepare.pipeline import run_prepare
+from data_pipeline.prepare.options import PrepareOptions
 
 
 def _opts(out, fmt, **kw):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from data_pipeline.prepare import run_prepare
-from data_pipeline.prepare_options import PrepareOptions
+from data_pipeline.prepare.pipeline import run_prepare
+from data_pipeline.prepare.options import PrepareOptions
 
 BUCKET = "hieratok-data"
 

@@ -172,7 +172,7 @@ def test_the_same_signal_twice_exits_at_once_even_from_native_code(tmp_path, emb
 
 _GUARD_ONLY = textwrap.dedent("""
     import time
-    from hieratok.train.signals import PreemptionGuard
+    from hieratok.distributed.signals import PreemptionGuard
     guard = PreemptionGuard().install()
     print("ready", flush=True)
     while len(guard.received_all) < 2:

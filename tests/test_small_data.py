@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from data_pipeline import build_loader
-from data_pipeline.batch_wait import BatchFetcher, DataTimeoutError, WaitAbandoned
-from data_pipeline.capacity import require_full_steps
+from data_pipeline.loading.batch_wait import BatchFetcher, DataTimeoutError, WaitAbandoned
+from data_pipeline.loading.capacity import require_full_steps
 from data_pipeline.config import DataConfig
 from data_pipeline.errors import DataError
 from test_signals import HeldRun
@@ -17,8 +17,8 @@ from train_runs import run_train, tiny_overrides
 
 
 def _prepare(tmp_path_factory, fmt: str, limit: int, per_shard: int):
-    from data_pipeline.prepare import run_prepare
-    from data_pipeline.prepare_options import PrepareOptions
+    from data_pipeline.prepare.pipeline import run_prepare
+    from data_pipeline.prepare.options import PrepareOptions
 
     out = tmp_path_factory.mktemp(f"small_{fmt}_{limit}") / "data"
     run_prepare(PrepareOptions(src="embedded", out=str(out), format=fmt, resolution=32, limit=limit,
@@ -140,7 +140,7 @@ def test_epochs_that_keep_yielding_nothing_fail_instead_of_spinning(tmp_path):
     from types import SimpleNamespace as NS
 
     from hieratok.train.loop import LoopState, TrainLoop
-    from hieratok.train.signals import PreemptionGuard
+    from hieratok.distributed.signals import PreemptionGuard
 
     class Epochs:
         where = "WDS data /somewhere (split train)"
@@ -157,7 +157,7 @@ def test_epochs_that_keep_yielding_nothing_fail_instead_of_spinning(tmp_path):
     def loop(sizes):
         return TrainLoop(cfg=cfg, run_dir=tmp_path, info=NS(rank=0, world_size=1), task=None, backend=None,
                          loader=Epochs(sizes), monitor=None, checkpointer=None, guard=PreemptionGuard(),
-                         state=LoopState(), aux={})
+                         state=LoopState())
 
     resumed_at_an_end = loop([0, 1])
     assert resumed_at_an_end._next_batch()[0] == {"key": ["k"]}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from train_runs import REPO, env, exported, latest_step, metrics, run_train, tiny_overrides, train_command
-from hieratok.train.checkpoint_dirs import STATE_FILE, CheckpointDirs
+from hieratok.train.checkpoint import STATE_FILE, CheckpointDirs
 
 
 def test_nan_at_step_k_is_reported_and_skipped(tmp_path, embedded_mds):
@@ -90,7 +90,7 @@ def test_wandb_offline_logs_and_never_records_the_api_key(tmp_path, embedded_mds
 
 
 def test_preemption_guard_remembers_every_signal_and_forwards_usr2_first():
-    from hieratok.train.signals import PreemptionGuard
+    from hieratok.distributed.signals import PreemptionGuard
 
     calls = []
     old = {s: signal.signal(s, lambda n, f: calls.append(n)) for s in (signal.SIGTERM, signal.SIGUSR2)}
@@ -109,7 +109,7 @@ def test_preemption_guard_remembers_every_signal_and_forwards_usr2_first():
 def test_preemption_guard_off_the_main_thread_warns_instead_of_failing():
     import threading
 
-    from hieratok.train.signals import PreemptionGuard
+    from hieratok.distributed.signals import PreemptionGuard
 
     caught = []
 

@@ -5,8 +5,8 @@ import sys
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--config", required=True, help="ablation file (YAML): base config, arms, seeds, data "
-                   "(see configs/ablations/)")
+    p.add_argument("--config", required=True, help="ablation file (YAML): base config, arms, seeds, data; "
+                   "or, with `task: generator`, a generator trained on a tokenizer ablation's arms (see configs/ablations/)")
     p.add_argument("--arms", default=None, help="comma list of arm names, a subset of the file's (default: all)")
     p.add_argument("--seeds", default=None, help="comma list of seeds, replacing the file's (e.g. 0,1,2)")
     p.add_argument("--out", default=None, help="output folder (default runs/ablations/NAME); run again to "
@@ -18,18 +18,25 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from cluster.ablation import run_ablation
     from cluster.ablation_spec import load_ablation
+    from cluster.generator_ablation import is_generator_ablation, load_generator_ablation, run_generator_ablation
     from hieratok.config.errors import ConfigError
+    from hieratok.config.loader import resolve_preset_path
 
-    spec = load_ablation(args.config)
+    path = Path(args.config) if Path(args.config).exists() else resolve_preset_path(args.config)
+    generator = is_generator_ablation(path)
+    spec = load_generator_ablation(path) if generator else load_ablation(path)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
     except ValueError:
         raise ConfigError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
     arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
     out = args.out or f"runs/ablations/{spec.name}{'_quick' if args.quick else ''}"
-    outcome = run_ablation(spec, out, quick=args.quick, seeds=seeds, arms=arms, address=args.address)
+    runner = run_generator_ablation if generator else run_ablation
+    outcome = runner(spec, out, quick=args.quick, seeds=seeds, arms=arms, address=args.address)
     print(outcome.report.read_text())
     print(f"results: {outcome.results}\nreport: {outcome.report}")
     if outcome.failed:

@@ -19,7 +19,7 @@ def run(args) -> int:
 
         info = generator_info(cfg.model)
     else:
-        from hieratok.models.info import tokenizer_info
+        from hieratok.tokenizer.info import tokenizer_info
 
         info = tokenizer_info(cfg.model)
     if args.json:

@@ -35,8 +35,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from data_pipeline.prepare import run_prepare
-    from data_pipeline.prepare_options import PrepareOptions, parse_size
+    from data_pipeline.prepare.options import PrepareOptions, parse_size
+    from data_pipeline.prepare.pipeline import run_prepare
 
     try:
         opts = PrepareOptions(

@@ -45,7 +45,7 @@ def run(args) -> int:
         shutdown()
     if os.environ.get("RANK", "0") != "0":
         return 0
-    if result.preempted:
+    if not result.finished:
         print(f"hieratok train: {_stopped(result)}", file=sys.stderr)
     print(json.dumps(_summary(run_dir, result)))
     return 0
@@ -69,6 +69,6 @@ def _summary(run_dir: Path, result) -> dict:
         rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
         last = next((r for r in reversed(rows) if "loss" in r), {})
     export = run_dir / "export"
-    return {"run_dir": str(run_dir), "step": result.step, "preempted": result.preempted,
+    return {"run_dir": str(run_dir), "step": result.step, "preempted": result.preempted, "stopped": result.stopped,
             "loss": last.get("loss"), "images_per_s": last.get("images_per_s"),
-            "export": str(export) if export.exists() and not result.preempted else None}
+            "export": str(export) if export.exists() and result.finished else None}

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig
 
 from data_pipeline.config import DataConfig
+from hieratok.config.engine import CheckpointConfig, DistConfig, LoggingConfig, TrainConfig
 from hieratok.config.errors import ConfigError
 from hieratok.eval.config import EvalConfig
 from hieratok.generator.config import FlowLossConfig, GeneratorModelConfig
-from hieratok.losses.config import LossConfig
-from hieratok.models.config import TokenizerModelConfig
-from hieratok.config.engine import CheckpointConfig, DistConfig, LoggingConfig, TrainConfig
+from hieratok.tokenizer.config import TokenizerModelConfig
+from hieratok.tokenizer.loss_config import LossConfig
 
 
 @dataclass
@@ -96,7 +96,7 @@ def _validate_tokenizer_model(m) -> None:
                           f"(model.scales [{grid}], model.latent finest) and must be >= 0; got scales {scales}, "
                           f"latent {m.latent}")
     if len(scales) > 1 and m.scale_attention == "causal":
-        from hieratok.models.layout import masked_blocks
+        from hieratok.tokenizer.layout import masked_blocks
 
         for name, count in masked_blocks(m).items():
             if m[name].hiera_depth > 0 and count == 0:

@@ -57,7 +57,7 @@ def write_report(out: Path, *, evals: dict, latent: dict, baselines: dict, weigh
     first = next(iter(evals.values()))
     protocol = {k: v for k, v in first.items() if k not in {m for m, _, _ in METRICS}}
 
-    md = [f"# HieraTok demo: single-scale against multi-scale, under identical settings\n",
+    md = ["# HieraTok demo: single-scale against multi-scale, under identical settings\n",
           f"Both tiny tokenizers trained for {budget.steps} steps at global batch 16 on {nproc} process(es), "
           f"same data order and seed; evaluated on {budget.eval_images} held-out images.\n",
           "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]

@@ -14,9 +14,16 @@ import numpy as np
 import torch
 
 
-def sample_seed(seed: int, step: int, key: str, stream: str = "") -> int:
-    digest = hashlib.blake2b(f"{seed}/{step}/{key}/{stream}".encode(), digest_size=8).digest()
+def keyed_seed(*parts) -> int:
+    """A 63-bit seed from any parts (run seed, step, sample key, stream, epoch, rank, ...): the one
+    keyed-seed function of the project; the same parts give the same seed on every machine."""
+    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def sample_seed(seed: int, step: int, key: str, stream: str = "") -> int:
+    """The seed of one sample's draws at one step (posterior noise, flow time, label dropout, init)."""
+    return keyed_seed(seed, step, key, stream)
 
 
 def keyed_randn(seed: int, step: int, keys: list[str], shape: tuple[int, ...], stream: str = "",

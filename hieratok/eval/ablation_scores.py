@@ -43,8 +43,8 @@ def score_tokenizer(export_dir: str | Path, images: torch.Tensor, metrics: list[
     for every run instead of once a run."""
     from hieratok import Tokenizer
     from hieratok.eval.inception import load_inception
-    from hieratok.losses.lpips import LPIPS
-    from hieratok.models.tokenizer import coarse_keys_zeroed
+    from hieratok.tokenizer.lpips import LPIPS
+    from hieratok.tokenizer.model import coarse_keys_zeroed
 
     model = Tokenizer.from_pretrained(export_dir).eval()
     inception = load_inception(weights.inception) if "rfid" in metrics else None

@@ -35,8 +35,8 @@ def evaluate_export(model_dir: str | Path, data: str | Path, *, metrics=("rfid",
     """Evaluate the tokenizer at `model_dir` (a run dir with export/, or an export dir) on `data`'s split."""
     from hieratok.eval.inception import load_inception, resolve_inception_weights
     from hieratok.eval.shard_data import build_eval_loader, shard_protocol
-    from hieratok.models.pretrained import resolve_export_dir
-    from hieratok.models.tokenizer import Tokenizer
+    from hieratok.nn.pretrained import resolve_export_dir
+    from hieratok.tokenizer.model import Tokenizer
 
     metrics = check_metrics(metrics)
     if num_images < 1 or ("rfid" in metrics and num_images < 2 and reference_stats is None):
@@ -53,7 +53,7 @@ def evaluate_export(model_dir: str | Path, data: str | Path, *, metrics=("rfid",
         inception = load_inception(path, device)
         weights["inception"] = _provenance(path)
     if "lpips" in metrics:
-        from hieratok.losses.lpips import LPIPS
+        from hieratok.tokenizer.lpips import LPIPS
 
         lpips = LPIPS.from_files(vgg_weights, lpips_heads)
         weights["lpips_vgg16"] = _provenance(lpips.weight_files["vgg"])

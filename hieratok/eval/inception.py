@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from hieratok.nn.weights_files import WeightsFile, resolve_weights
+
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 EXTRACTOR_NAME = "inception-v3-compat"  # torch-fidelity's registry name
@@ -17,28 +19,13 @@ FID_FEATURE = "2048"  # pool features, as torch-fidelity / TTUR use for FID and 
 ISC_FEATURE = "logits_unbiased"  # as torch-fidelity uses for the Inception Score
 
 
-def hub_checkpoints_dir() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
+INCEPTION_WEIGHTS = WeightsFile("Inception weights", INCEPTION_FILE, f"torch-fidelity's, from {INCEPTION_URL}",
+                                "--inception-weights / eval.inception_weights")
 
 
 def resolve_inception_weights(path: str | Path | None = None) -> Path:
     """The Inception weights file: `path` if given, else the torch hub cache. Never downloads."""
-    if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"Inception weights file not found: {p}. Pass the path of {INCEPTION_FILE} "
-                f"(download it on a machine with network from {INCEPTION_URL})"
-            )
-        return p
-    p = hub_checkpoints_dir() / INCEPTION_FILE
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"Inception weights not found: expected {p}. This machine does not download them. Offline, copy "
-            f"{INCEPTION_FILE} (from {INCEPTION_URL}) into {p.parent} (the torch hub cache: $TORCH_HOME/hub/"
-            f"checkpoints), or pass its path with --inception-weights / eval.inception_weights"
-        )
-    return p
+    return resolve_weights(INCEPTION_WEIGHTS, path)
 
 
 def load_inception(weights: str | Path | None = None, device: str | torch.device = "cpu",

@@ -87,7 +87,7 @@ def evaluate_reconstruction(model, batches: Iterable[dict], metrics, num_images:
     metrics: any of "rfid", "psnr", "ssim", "lpips" (a list or a comma string).
     inception_weights / inception: the Inception weights file (None: torch hub cache), or an extractor
         already built with `hieratok.eval.inception.load_inception` (reuse it across periodic evals).
-    lpips: an `hieratok.losses.lpips.LPIPS` (e.g. the training loss's); None builds one from the hub cache.
+    lpips: an `hieratok.tokenizer.lpips.LPIPS` (e.g. the training loss's); None builds one from the hub cache.
     reference_stats: a statistics `.npz` for rFID; None compares with the same real images.
     Returns {"rfid"?, "psnr"?, "ssim"?, "lpips"?, "num_images"}, identical on every rank.
     """
@@ -100,7 +100,7 @@ def evaluate_reconstruction(model, batches: Iterable[dict], metrics, num_images:
     if "rfid" in metrics and inception is None:
         inception = load_inception(inception_weights, device)
     if "lpips" in metrics and lpips is None:
-        from hieratok.losses.lpips import LPIPS
+        from hieratok.tokenizer.lpips import LPIPS
 
         lpips = LPIPS.from_files()
     if lpips is not None:

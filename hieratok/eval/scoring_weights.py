@@ -33,13 +33,13 @@ class ScoringWeights:
 
 def scoring_weights(out_dir: Path, calibration_images: torch.Tensor, inception: str | None = None,
                     vgg: str | None = None) -> ScoringWeights:
+    from hieratok.eval.inception import to_uint8
     from hieratok.eval.weights_for_tests import (
         make_test_inception_weights,
         make_test_lpips_heads,
         make_test_vgg16_weights,
     )
-    from hieratok.eval.inception import to_uint8
-    from hieratok.losses.lpips import resolve_lin_weights
+    from hieratok.tokenizer.lpips import resolve_lin_weights
 
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def eval_data_config(path: str | Path, resolution: int | None = None):
 def build_eval_loader(path: str | Path, resolution: int | None, batch_size: int, *, split: str = "val",
                       rank: int = 0, world_size: int = 1):
     """data_pipeline's validation loader over `path` (its `split` folder when there is one)."""
-    from data_pipeline.loader import build_loader
+    from data_pipeline.loading.loader import build_loader
 
     return build_loader(eval_data_config(path, resolution), rank=rank, world_size=world_size, seed=0,
                         batch_size=batch_size, train=False, split=split)

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from hieratok.eval.inception import EXTRACTOR_NAME, FID_FEATURE
 from hieratok.eval.provenance import mark_test_made
-from hieratok.losses.lpips import VGG_CHANNELS, vgg16_features
+from hieratok.tokenizer.lpips import VGG_CHANNELS, vgg16_features
 
 LOGIT_SPREAD = 3.0  # std of the test-made classifier's logits over the calibration images
 NOTE = "random-init weights made for tests/demo; metrics are NOT comparable to published numbers"

@@ -1,6 +1,6 @@
 """The generator's conditioned pieces: timestep and class embeddings, the adaLN-zero block, the final layer.
 
-Attention (2D RoPE, no qkv bias) and the SwiGLU MLP are the tokenizer's own (`hieratok.models.layers`);
+Attention (2D RoPE, no qkv bias) and the SwiGLU MLP are the tokenizer's own (`hieratok.nn.layers`);
 what this file adds is the conditioning: every block regresses shift / scale / gate from the
 condition vector c = time embedding + class embedding, and the regressions start at zero so every
 block starts as the identity (DiT's adaLN-zero).
@@ -12,8 +12,8 @@ import math
 import torch
 import torch.nn as nn
 
-from hieratok.models.attention import AttentionLayout
-from hieratok.models.layers import Attention, SwiGLU, swiglu_hidden
+from hieratok.nn.attention import AttentionLayout
+from hieratok.nn.layers import Attention, SwiGLU, swiglu_hidden
 
 NO_MASK = AttentionLayout()  # the latent grid is one scale: every token sees every token
 

@@ -18,6 +18,10 @@ class GeneratorModelConfig:
     # the latent the generator models: latent_grid x latent_grid tokens of latent_channels, patch 1
     latent_channels: int = 16
     latent_grid: int = 16
+    # a tokenizer with `latent: all` makes the whole multi-scale sequence its latent: its scales, coarse
+    # to fine, ending at latent_grid (e.g. [1, 2, 4, 8, 16]); tokens sit at their cells' centres (RoPE)
+    # and carry a learned scale embedding. null: one latent_grid x latent_grid grid
+    latent_scales: list[int] | None = None
     rope_theta: float = 10000.0
     # no latent cache (data.format mds/wds): per-channel stats are measured on this many images first
     stats_images: int = 1024

@@ -1,5 +1,5 @@
 """The latent cache, generator side: encode a dataset with a frozen tokenizer into the MDS latent rows of
-`data_pipeline.latent_rows` (one part per rank, merged at the end), and read back what a cache records.
+`data_pipeline.latent_cache.rows` (one part per rank, merged at the end), and read back what a cache records.
 
 Each rank encodes its share of the centre-cropped images (posterior means, float32) and, with `flip`,
 their horizontal mirrors under the key `<key>@flip`. A part that finished before is skipped, so an
@@ -33,7 +33,7 @@ class CacheInfo:
 
 def read_cache(path: str) -> CacheInfo:
     """What the merged latent cache at `path` records: per-channel stats, its tokenizer, shape, size."""
-    from data_pipeline.latent_stats import read_latent_stats
+    from data_pipeline.latent_cache.stats import read_latent_stats
 
     s = read_latent_stats(path)
     where = f"the latent cache {path}"
@@ -45,7 +45,7 @@ def read_cache(path: str) -> CacheInfo:
 
 def cache_path(data_cfg) -> str:
     """The cache folder the loader reads for `data_cfg`: path/<split> when that is a cache, else path."""
-    from data_pipeline.latent_stats import STATS_FILE
+    from data_pipeline.latent_cache.stats import STATS_FILE
     from data_pipeline.storage import join_url, open_destination
 
     if data_cfg.split and open_destination(data_cfg.path).exists(f"{data_cfg.split}/{STATS_FILE}"):
@@ -75,7 +75,7 @@ def encode_dataset(tokenizer: str, data: str, out: str, *, flip: bool = False, s
     """Encode `data` into the latent cache `out`; collective under torchrun. Returns the stats document."""
     from data_pipeline import build_loader
     from data_pipeline.config import DataConfig
-    from data_pipeline.latent_rows import LatentPartWriter, merge_latent_parts
+    from data_pipeline.latent_cache.rows import LatentPartWriter, merge_latent_parts
     from data_pipeline.storage import open_destination
     from hieratok.distributed.process_group import barrier, broadcast_object, init_distributed
 

@@ -5,7 +5,10 @@
     c = TimestepEmbedding(t) + ClassEmbedding(label)
 
 adaLN-zero conditioning, RMSNorm, SwiGLU and 2D RoPE over the g x g grid, as in LightningDiT;
-the attention, SwiGLU and RoPE are the tokenizer's (`hieratok.models`). The model only predicts
+with `latent_scales` (a `latent: all` tokenizer) the sequence is every scale's tokens, coarse to
+fine, each at its cell's centre for RoPE and tagged with a learned scale embedding (full attention:
+the generator denoises all scales together);
+the attention, SwiGLU and RoPE are the tokenizer's (`hieratok.nn`). The model only predicts
 velocity; what t means and how it is sampled lives in `flow.py` and `sampler.py`.
 """
 from __future__ import annotations
@@ -20,8 +23,9 @@ from torch.utils.checkpoint import checkpoint
 from hieratok.config.errors import ConfigError
 from hieratok.generator.blocks import ClassEmbedding, FinalLayer, ModulatedBlock, TimestepEmbedding
 from hieratok.generator.config import GeneratorModelConfig
-from hieratok.models.layers import init_weights
-from hieratok.models.rope import grid_positions, rope_rotations
+from hieratok.nn.attention import scale_ids
+from hieratok.nn.layers import init_weights
+from hieratok.nn.rope import rope_rotations, sequence_positions
 
 EXPORT_FORMAT = "hieratok-generator/1"
 
@@ -33,6 +37,19 @@ def validate_generator_config(m: GeneratorModelConfig) -> None:
             raise ConfigError(f"model.{key} must be at least 1; got {getattr(m, key)}")
     if m.width % m.heads or (m.width // m.heads) % 4:
         raise ConfigError(f"model.width ({m.width}) / heads ({m.heads}) must be a multiple of 4 (2D RoPE)")
+    s = m.latent_scales
+    if s is not None and (not s or any(a >= b for a, b in zip(s, s[1:])) or s[0] < 1 or s[-1] != m.latent_grid):
+        raise ConfigError(f"model.latent_scales must increase from at least 1 to model.latent_grid ({m.latent_grid}), "
+                          f"as the tokenizer's model.scales do; got {s}")
+
+
+def latent_scales(m: GeneratorModelConfig) -> list[int]:
+    return list(m.latent_scales) if m.latent_scales else [m.latent_grid]
+
+
+def latent_shape(m: GeneratorModelConfig) -> tuple[int, int]:
+    """(tokens, channels) of the latent a generator config models."""
+    return sum(s * s for s in latent_scales(m)), m.latent_channels
 
 
 def as_generator_config(cfg) -> GeneratorModelConfig:
@@ -56,6 +73,11 @@ class Generator(nn.Module):
         self.config = as_generator_config(cfg)
         c = self.config
         self.latent_embed = nn.Linear(c.latent_channels, c.width)
+        self.scales = latent_scales(c)
+        self.scale_embed = None
+        if len(self.scales) > 1:
+            self.scale_embed = nn.Parameter(torch.zeros(len(self.scales), c.width))
+            self.register_buffer("scale_index", scale_ids([s * s for s in self.scales]), persistent=False)
         self.time_embed = TimestepEmbedding(c.width)
         self.class_embed = ClassEmbedding(c.num_classes, c.width)
         self.blocks = nn.ModuleList(ModulatedBlock(c.width, c.heads, c.mlp_ratio) for _ in range(c.depth))
@@ -89,13 +111,13 @@ class Generator(nn.Module):
 
     @property
     def latent_shape(self) -> tuple[int, int]:
-        return self.config.latent_grid ** 2, self.config.latent_channels
+        return latent_shape(self.config)
 
     def rope(self, device: torch.device) -> torch.Tensor:
-        """2D RoPE tables of the latent grid, cached per device."""
+        """2D RoPE tables of the latent's tokens (cell centres of every scale), cached per device."""
         if device not in self._rope:
-            g, head_dim = self.config.latent_grid, self.config.width // self.config.heads
-            self._rope[device] = rope_rotations(grid_positions(g, g, device), head_dim, self.config.rope_theta)
+            head_dim = self.config.width // self.config.heads
+            self._rope[device] = rope_rotations(sequence_positions(self.scales, device), head_dim, self.config.rope_theta)
         return self._rope[device]
 
     def condition(self, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -105,11 +127,13 @@ class Generator(nn.Module):
         if x.dim() != 3 or tuple(x.shape[1:]) != self.latent_shape:
             raise ValueError(
                 f"generator input must be [B, {self.latent_shape[0]}, {self.latent_shape[1]}] "
-                f"(latent_grid^2 tokens x latent_channels); got {list(x.shape)}"
+                f"(tokens of model.latent_scales / latent_grid x latent_channels); got {list(x.shape)}"
             )
         c = self.condition(t, labels)
         rope = self.rope(x.device)
         h = self.latent_embed(x)
+        if self.scale_embed is not None:
+            h = h + self.scale_embed[self.scale_index].to(h.dtype)
         for block in self.blocks:
             if self.grad_checkpointing and self.training:
                 h = checkpoint(block, h, c, rope, use_reentrant=False)
@@ -119,13 +143,13 @@ class Generator(nn.Module):
 
     # --- export ---------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:
-        from hieratok.models.pretrained import save_pretrained
+        from hieratok.nn.pretrained import save_pretrained
 
         return save_pretrained(self, directory, export_config(self.config, extra))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "Generator":
-        from hieratok.models.pretrained import load_pretrained
+        from hieratok.nn.pretrained import load_pretrained
 
         return load_pretrained(cls, directory, EXPORT_FORMAT, map_location)
 

@@ -36,7 +36,7 @@ class GeneratorBundle:
 
 
 def load_bundle(run_dir: str | Path, device="cpu") -> GeneratorBundle:
-    from hieratok.models.pretrained import resolve_export_dir
+    from hieratok.nn.pretrained import resolve_export_dir
 
     try:
         export = resolve_export_dir(run_dir)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
+
+from hieratok.distributed.randomness import keyed_seed
 
 SAMPLERS = ("euler", "heun")
 
@@ -91,18 +92,17 @@ def sample(velocity: VelocityFn, noise: torch.Tensor, labels: torch.Tensor, step
     return INTEGRATORS[sampler](velocity, noise, labels, steps)
 
 
-def sample_seed(seed: int, index: int) -> int:
-    """A 63-bit seed for sample `index` of a run seeded with `seed` (SeedSequence mixes the two)."""
+def _noise_seed(seed: int, index: int) -> int:
     if seed < 0 or index < 0:
         raise ValueError(f"seed and sample index must be non-negative; got seed {seed}, index {index}")
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return keyed_seed(seed, index, "sample-noise")
 
 
 def per_sample_noise(seed: int, indices, shape: tuple[int, ...], device=None) -> torch.Tensor:
     """Standard normal noise [len(indices), *shape]; row k depends only on (seed, indices[k]).
 
     Drawn on the host on purpose, once per batch: the same seed gives the same samples on any device."""
-    rows = [torch.randn(shape, generator=torch.Generator().manual_seed(sample_seed(seed, int(i))), device="cpu")
+    rows = [torch.randn(shape, generator=torch.Generator().manual_seed(_noise_seed(seed, int(i))), device="cpu")
             for i in indices]
     out = torch.stack(rows) if rows else torch.empty((0, *shape), device="cpu")
     return out.to(device)

@@ -1,4 +1,4 @@
-"""The generator's training task (the protocol of `hieratok/train/task.py`): flow matching on normalised latents.
+"""The generator's training task (a `hieratok.task.Task`): flow matching on normalised latents.
 
 Latents come from the latent cache (`data.format: latent`; its stats and tokenizer are recorded in
 it) or, without a cache (`data.format: mds | wds`), from encoding each image batch on the fly with
@@ -14,20 +14,21 @@ import torch
 import torch.nn as nn
 
 from hieratok.config.errors import ConfigError
+from hieratok.distributed.randomness import keyed_rand, keyed_randn
 from hieratok.generator.flow import drop_labels, flow_matching_loss, logit_normal
-from hieratok.generator.model import Generator, as_generator_config, export_config
+from hieratok.generator.model import Generator, as_generator_config, export_config, latent_shape
 from hieratok.generator.normalization import LatentStats
 from hieratok.generator.tokenizer_ref import TokenizerRef, load_frozen_tokenizer, resolve_tokenizer
-from hieratok.distributed.randomness import keyed_rand, keyed_randn
+from hieratok.task import Task
 
 
-class GeneratorTask:
+class GeneratorTask(Task):
     def __init__(self, cfg):
         self.cfg = cfg
         self.model_cfg = as_generator_config(cfg.model)
         self.loss_cfg = cfg.loss
         self.seed = cfg.train.seed
-        self.latent_shape = (self.model_cfg.latent_grid ** 2, self.model_cfg.latent_channels)
+        self.latent_shape = latent_shape(self.model_cfg)
         self.from_cache = cfg.data.format == "latent"
         self.device = torch.device("cpu")
         self.tokenizer = None  # loaded only to encode on the fly
@@ -49,7 +50,7 @@ class GeneratorTask:
         if cache.latent_shape != self.latent_shape:
             raise ConfigError(
                 f"the latent cache {cache.path} holds latents of shape {list(cache.latent_shape)} but the model "
-                f"expects {list(self.latent_shape)} (model.latent_grid^2 x model.latent_channels)")
+                f"expects {list(self.latent_shape)} (model.latent_grid^2, or the tokens of model.latent_scales, x model.latent_channels)")
         ref = resolve_tokenizer(self.model_cfg.tokenizer, cache.tokenizer, f"the latent cache {cache.path}",
                                 require_files=self.model_cfg.tokenizer is not None)
         return cache.stats, ref
@@ -63,7 +64,7 @@ class GeneratorTask:
     def block_modules(self, model: nn.Module) -> list[nn.Module]:
         return list(model.blocks)
 
-    def to(self, device: torch.device) -> "GeneratorTask":
+    def to(self, device: torch.device, rank: int = 0, world_size: int = 1) -> "GeneratorTask":
         self.device = torch.device(device)
         if not self.from_cache and self.tokenizer is None:
             self.tokenizer = load_frozen_tokenizer(self.tokenizer_ref, self.device)
@@ -71,23 +72,22 @@ class GeneratorTask:
                 raise ConfigError(f"model.tokenizer {self.tokenizer_ref.path} makes latents of shape "
                                   f"{list(self.tokenizer.latent_shape)}; the model expects {list(self.latent_shape)}")
         if self.stats is None:
-            self.stats = self._measure_stats()
+            self.stats = self._measure_stats(rank, world_size)
         self._stats_on_device = None
         return self
 
     @torch.no_grad()
-    def _measure_stats(self) -> LatentStats:
+    def _measure_stats(self, rank: int, world_size: int) -> LatentStats:
         """Per-channel stats of the first `model.stats_images` images (centre crop), summed over ranks."""
         from data_pipeline import build_loader
-        from data_pipeline.latent_stats import ChannelStats
-        from hieratok.distributed.process_group import all_reduce_sum, init_distributed
+        from data_pipeline.latent_cache.stats import ChannelStats
+        from hieratok.distributed.process_group import all_reduce_sum
 
         if self.tokenizer is None:
             self.tokenizer = load_frozen_tokenizer(self.tokenizer_ref, self.device)
-        info = init_distributed()
-        per_rank = -(-self.model_cfg.stats_images // info.world_size)
+        per_rank = -(-self.model_cfg.stats_images // world_size)
         batch = min(self.cfg.train.micro_batch_size, per_rank)
-        loader = build_loader(self.cfg.data, info.rank, info.world_size, self.seed, batch_size=batch, train=False)
+        loader = build_loader(self.cfg.data, rank, world_size, self.seed, batch_size=batch, train=False)
         acc = ChannelStats(self.latent_shape[1])
         for b in loader:
             acc.add(self._encode(b["image"].to(self.device)).cpu().numpy())
@@ -142,7 +142,7 @@ class GeneratorTask:
     def export(self, state_dict: dict[str, torch.Tensor], directory, extra: dict | None = None) -> None:
         """model.safetensors + config.json: the model config, the tokenizer (path, weights hash) and the
         latent stats that `hieratok sample` needs to turn generated latents into images."""
-        from hieratok.models.pretrained import save_state_dict
+        from hieratok.nn.pretrained import save_state_dict
 
         if self.stats is None:
             self.to(self.device)

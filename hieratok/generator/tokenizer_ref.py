@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hieratok.config.errors import ConfigError
-from hieratok.models.pretrained import WEIGHTS_NAME
+from hieratok.nn.pretrained import WEIGHTS_NAME
 
 
 class TokenizerMismatchError(ValueError):
@@ -35,8 +35,8 @@ class TokenizerRef:
 
 def tokenizer_ref(path: str | Path) -> TokenizerRef:
     """Hash the weights of the tokenizer at a run dir or an export dir."""
-    from data_pipeline.shard_writers import sha256_of
-    from hieratok.models.pretrained import resolve_export_dir
+    from data_pipeline.prepare.shard_writers import sha256_of
+    from hieratok.nn.pretrained import resolve_export_dir
 
     export = resolve_export_dir(path).resolve()
     return TokenizerRef(str(export), sha256_of(export / WEIGHTS_NAME))
@@ -77,6 +77,6 @@ def resolve_tokenizer(override: str | None, recorded: TokenizerRef | None, where
 
 def load_frozen_tokenizer(ref: TokenizerRef, device="cpu"):
     """The tokenizer of `ref`, in eval mode with gradients off (it is never trained here)."""
-    from hieratok.models.tokenizer import Tokenizer
+    from hieratok.tokenizer.model import Tokenizer
 
     return Tokenizer.from_pretrained(ref.path, map_location=device).requires_grad_(False).eval()

@@ -5,22 +5,18 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from data_pipeline.capacity import require_full_steps
+from data_pipeline.loading.capacity import require_full_steps
 from hieratok.distributed.process_group import barrier, init_distributed
 from hieratok.distributed.randomness import seed_everything
+from hieratok.distributed.signals import PreemptionGuard, SignalStop
 from hieratok.train.backends import build_backend
-from hieratok.train.backends.base import wrap_aux_ddp
-from hieratok.train.checkpoint_dirs import CheckpointDirs, read_trainer_state
-from hieratok.train.checkpointer import Checkpointer
+from hieratok.train.checkpoint import CheckpointDirs, Checkpointer, read_trainer_state
 from hieratok.train.loop import LoopState, TrainLoop, TrainResult
 from hieratok.train.monitor import Monitor
-from hieratok.train.periodic import PeriodicEval
+from hieratok.train.periodic_work import PeriodicWork
 from hieratok.train.precision import resolve_precision
 from hieratok.train.run_dir import write_config
-from hieratok.train.signals import PreemptionGuard, SignalStop
-from hieratok.train.tasks import build_task
+from hieratok.train.task_registry import build_task
 
 
 def train(cfg, run_dir: str | Path) -> TrainResult:
@@ -37,13 +33,13 @@ def train(cfg, run_dir: str | Path) -> TrainResult:
 def _train(cfg, run_dir: Path, guard: PreemptionGuard) -> TrainResult:
     try:
         with guard.raising():  # nothing trained yet: a stop signal ends setup at once
-            info, task, backend, aux, loader, checkpointer, state, monitor, periodic = _setup(cfg, run_dir, guard)
+            info, task, backend, loader, checkpointer, state, monitor, periodic = _setup(cfg, run_dir, guard)
     except BaseException as e:
         if not (isinstance(e, SignalStop) or guard.requested):  # a peer's exit on a signal fails collectives
             raise
         return _stopped_in_setup(run_dir, guard)
     loop = TrainLoop(cfg=cfg, run_dir=run_dir, info=info, task=task, backend=backend, loader=loader,
-                     monitor=monitor, checkpointer=checkpointer, guard=guard, state=state, aux=aux,
+                     monitor=monitor, checkpointer=checkpointer, guard=guard, state=state,
                      periodic=periodic)
     try:
         result = loop.run()
@@ -52,6 +48,7 @@ def _train(cfg, run_dir: Path, guard: PreemptionGuard) -> TrainResult:
         monitor.close()
     if result.preempted:
         guard.forward_to_previous_handler()  # e.g. submitit's requeue, now that the checkpoint is safe
+    if not result.finished:
         return result
     guard.uninstall()
     export(task, backend, run_dir, info)
@@ -73,14 +70,15 @@ def _setup(cfg, run_dir: Path, guard: PreemptionGuard):
     saved_world = read_trainer_state(latest)["world_size"] if latest else info.world_size
 
     task = build_task(cfg)
-    extra = {"universal_resume": saved_world != info.world_size} if cfg.dist.backend == "deepspeed" else {}
-    backend = build_backend(cfg.dist.backend, model=task.build_model(), task=task, cfg=cfg, info=info, **extra)
-    aux = _build_aux(task, backend, info, cfg)
+    backend = build_backend(cfg.dist.backend, model=task.build_model(), task=task, cfg=cfg, info=info,
+                            saved_world_size=saved_world)
+    for name, (module, lr) in task.aux_modules().items():  # the discriminator, when the GAN term is on
+        task.bind_aux(name, backend.aux.add(name, module, lr))
     seed_everything(cfg.train.seed + info.rank)
     if cfg.train.compile:
         for block in task.block_modules(backend.module):
             block.compile()
-    task.to(info.device)
+    task.to(info.device, info.rank, info.world_size)
 
     from data_pipeline import build_loader
 
@@ -100,8 +98,8 @@ def _setup(cfg, run_dir: Path, guard: PreemptionGuard):
         monitor.log_event(state.step, {"event": "resumed", "path": str(latest), "seconds": restore_s,
                                        "saved_world_size": saved_world, "world_size": info.world_size})
     # a single process leaves an evaluation on a stop signal; several ranks finish it together
-    periodic = PeriodicEval(cfg, info, task, monitor, should_stop=lambda: info.world_size == 1 and guard.requested)
-    return info, task, backend, aux, loader, checkpointer, state, monitor, periodic
+    periodic = PeriodicWork(cfg, info, task, monitor, should_stop=lambda: info.world_size == 1 and guard.requested)
+    return info, task, backend, loader, checkpointer, state, monitor, periodic
 
 
 def _stopped_in_setup(run_dir: Path, guard: PreemptionGuard) -> TrainResult:
@@ -112,22 +110,7 @@ def _stopped_in_setup(run_dir: Path, guard: PreemptionGuard) -> TrainResult:
         latest = None
     guard.forward_to_previous_handler()
     step = read_trainer_state(latest)["step"] if latest is not None else 0
-    return TrainResult(step=step, preempted=True, signal=guard.received, saved=latest is not None)
-
-
-def _build_aux(task, backend, info, cfg) -> dict:
-    """Auxiliary models (the discriminator): DDP-wrapped, their own AdamW, checkpointed by the backend."""
-    aux = {}
-    for name, (module, lr) in (task.aux_modules() if hasattr(task, "aux_modules") else {}).items():
-        wrapped = wrap_aux_ddp(module, info)
-        opt = torch.optim.AdamW(module.parameters(), lr=lr, betas=tuple(cfg.train.betas),
-                                weight_decay=cfg.train.weight_decay)
-        for g in opt.param_groups:
-            g["base_lr"] = lr
-        backend.aux[name] = (module, opt)
-        task.bind_aux(name, wrapped)
-        aux[name] = (wrapped, opt)
-    return aux
+    return TrainResult(step=step, stopped="signal", signal=guard.received, saved=latest is not None)
 
 
 def export(task, backend, run_dir: Path, info) -> Path:

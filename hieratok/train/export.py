@@ -6,12 +6,12 @@ from pathlib import Path
 
 import torch
 
-from hieratok.train.checkpoint_dirs import CheckpointDirs, read_trainer_state
+from hieratok.train.checkpoint import CheckpointDirs, read_trainer_state
 
 
 def export_from_checkpoint(run_dir: str | Path, weights: str = "ema", out: str | Path | None = None) -> Path:
     from hieratok.config.loader import load_config
-    from hieratok.train.tasks import build_task
+    from hieratok.train.task_registry import build_task
 
     run_dir = Path(run_dir)
     if weights not in ("ema", "raw"):
@@ -36,7 +36,7 @@ def export_from_checkpoint(run_dir: str | Path, weights: str = "ema", out: str |
 def _dcp_state(checkpoint: Path, model: torch.nn.Module, use_ema: bool) -> dict[str, torch.Tensor]:
     import torch.distributed.checkpoint as dcp
 
-    from hieratok.train.backends.base import single_process_is_intended
+    from hieratok.train.backends.torch_dcp import single_process_is_intended
 
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     target: dict = {"model": state}

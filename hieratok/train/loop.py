@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from data_pipeline.batch_wait import BatchFetcher, WaitAbandoned
 from data_pipeline.errors import DataError
+from data_pipeline.loading.batch_wait import BatchFetcher, WaitAbandoned
 from hieratok.distributed.process_group import all_reduce_sum
 from hieratok.distributed.randomness import rng_state
 from hieratok.train.optim import lr_at, scaled_lr
@@ -25,9 +25,18 @@ STOP_GRACE_S = 30.0
 @dataclass
 class TrainResult:
     step: int
-    preempted: bool = False
+    stopped: str | None = None  # None: ran to max_steps; "signal": preempted; "stop_at_step": time-boxed
     signal: int | None = None
     saved: bool = True  # a checkpoint holds `step` (False: stopped before any progress worth saving)
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped is None
+
+    @property
+    def preempted(self) -> bool:
+        """Stopped by a signal: the requeue (or a rerun) goes on from the checkpoint."""
+        return self.stopped == "signal"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,11 +55,10 @@ class LoopState:
 
 class TrainLoop:
     def __init__(self, *, cfg, run_dir: Path, info, task, backend, loader, monitor, checkpointer, guard,
-                 state: LoopState, aux: dict, periodic=None):
+                 state: LoopState, periodic=None):
         self.cfg, self.run_dir, self.info = cfg, run_dir, info
         self.task, self.backend, self.loader = task, backend, loader
         self.monitor, self.checkpointer, self.guard, self.state = monitor, checkpointer, guard, state
-        self.aux = aux  # name -> (wrapped module, optimizer)
         self.periodic = periodic  # held-out evaluation and image grids
         t = cfg.train
         self.accum = t.global_batch_size // (t.micro_batch_size * info.world_size)
@@ -68,7 +76,7 @@ class TrainLoop:
 
     # --- data ----------------------------------------------------------------------------------
     def _next_batch(self) -> tuple[dict, float]:
-        """The next micro-batch, through the bounded wait of data_pipeline/batch_wait.py: a stalled
+        """The next micro-batch, through the bounded wait of data_pipeline/loading/batch_wait.py: a stalled
         loader fails after data.timeout_s, and a stop signal ends the wait (WaitAbandoned), at once
         in a single process; with several ranks, the others may sit in a collective where no
         checkpoint can be agreed, so the wait goes on for STOP_GRACE_S in case the step can end."""
@@ -104,10 +112,7 @@ class TrainLoop:
         backend, task = self.backend, self.task
         lr = lr_at(step, self.cfg.train)
         backend.set_lr(lr)
-        schedule_factor = lr / max(scaled_lr(self.cfg.train), 1e-30)
-        for _, opt in self.aux.values():  # auxiliary models follow the same warm-up and decay
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * schedule_factor
+        backend.aux.set_schedule(lr / max(scaled_lr(self.cfg.train), 1e-30))  # the same warm-up and decay
         sums: dict[str, torch.Tensor] = {}
         data_wait = 0.0
         for micro in range(self.accum):
@@ -120,7 +125,7 @@ class TrainLoop:
             with backend.accumulate(last):
                 with self._autocast():
                     loss, terms = task.compute_loss(backend.model, batch, step)
-                    aux = task.aux_losses(step) if hasattr(task, "aux_losses") else {}
+                    aux = task.aux_losses(step)
                 for _, aux_terms in aux.values():
                     terms.update(aux_terms)
                 for k, v in terms.items():
@@ -132,10 +137,7 @@ class TrainLoop:
                     loss, aux = self._poison_if_nonfinite(any_bad_dev, loss, aux)
                 backend.backward(loss, self.accum)
                 for name, (aux_loss, _) in aux.items():
-                    wrapped = self.aux[name][0]
-                    sync = contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
-                    with sync:
-                        (aux_loss / self.accum).backward()
+                    backend.aux.backward(name, aux_loss, self.accum, last)
         # one all-reduce carries the logged terms and the stop request; one device-to-host copy, the
         # step's only blocking sync, brings them back with the (already global) non-finite flag and
         # the grad norm
@@ -154,16 +156,14 @@ class TrainLoop:
             any_bad = True
         applied = not any_bad and backend.step()  # DeepSpeed may still find inf/nan gradients
         if applied:
-            for _, opt in self.aux.values():
-                opt.step()
+            backend.aux.step()
             self.state.nonfinite_in_a_row = 0
         else:
             if any_bad:
                 backend.skip_step()
             self.state.nonfinite_total += 1
             self.state.nonfinite_in_a_row += 1
-        for _, opt in self.aux.values():
-            opt.zero_grad(set_to_none=True)
+        backend.aux.zero_grad()
         if norm is None:  # known only after the backend's step; read it only when someone looks
             norm = backend.last_grad_norm() if self.monitor.should_log(step) or not applied else float("nan")
         scalars.update(lr=lr, grad_norm=norm, nonfinite_steps=self.state.nonfinite_total)
@@ -208,7 +208,7 @@ class TrainLoop:
                 self._save()
                 stop = stop or self._stop_agreed()
             if stop or time_boxed:
-                return TrainResult(step=step, preempted=True, signal=self.guard.received)
+                return TrainResult(step=step, stopped="signal" if stop else "stop_at_step", signal=self.guard.received)
         if self.cfg.checkpoint.every_steps <= 0 or st.step % self.cfg.checkpoint.every_steps:
             self._save()
         return TrainResult(step=st.step)
@@ -241,7 +241,7 @@ class TrainLoop:
             saved = self.checkpointer.dirs.latest()
         if isinstance(error, WaitAbandoned):
             kept = st.step == self._saved_step and self.checkpointer.dirs.latest() is not None
-            return TrainResult(step=st.step, preempted=True, signal=self.guard.received, saved=kept)
+            return TrainResult(step=st.step, stopped="signal", signal=self.guard.received, saved=kept)
         if saved is not None:
             raise type(error)(f"{error} (steps up to {st.step} are saved: {saved})") from error
         raise error

@@ -1,146 +1,118 @@
-"""What every backend provides to the loop, and the DCP checkpoint shared by DDP and FSDP2.
+"""What every backend provides to the loop: the abstract `Backend`, and the auxiliary models
+(the GAN discriminator) that every backend trains the same way beside its main model.
 
-The loop calls, per optimizer step: `accumulate(last)` around each micro-batch's forward and
-`backward(loss)`, then `clip_grad_norm()`, then `step()` or `skip_step()`. Checkpoints go through
-`save(folder)` / `load(folder)`, which every rank calls together.
+Per optimizer step the loop calls `accumulate(last)` around each micro-batch's forward and
+`backward(loss)`, then `clip_grad_norm()`, then `step()` or `skip_step()`; the auxiliary models
+take `aux.backward` per micro-batch and `aux.step` / `aux.zero_grad` per step. Checkpoints go
+through `save(folder)` / `load(folder)`, which every rank calls together.
 """
 from __future__ import annotations
 
 import contextlib
-import warnings
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 import torch.nn as nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_state_dict,
-    set_state_dict,
-)
-from torch.distributed.checkpoint.stateful import Stateful
-
-from hieratok.train.ema import EMA
-from hieratok.train.optim import build_adamw, set_lr
 
 
-class _TrainState(Stateful):
-    """Model, optimizer and EMA (and auxiliary models) as one DCP-reshardable state."""
+class AuxModels:
+    """Small models with their own AdamW (the discriminator): plain DDP in every backend, following
+    the main schedule (their lr times the main lr's warm-up and decay factor)."""
 
-    def __init__(self, model: nn.Module, optimizer, ema: EMA | None, aux: dict):
-        self.model, self.optimizer, self.ema, self.aux = model, optimizer, ema, aux
+    def __init__(self, cfg, info):
+        self.cfg, self.info = cfg, info
+        self.models: dict[str, tuple[nn.Module, nn.Module, torch.optim.Optimizer]] = {}  # name -> (module, wrapped, opt)
 
-    def state_dict(self) -> dict:
-        model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
-        out = {"model": model_sd, "optim": optim_sd}
-        if self.ema is not None:
-            out["ema"] = self.ema.state_dict()
-        for name, (module, opt) in self.aux.items():
-            m, o = get_state_dict(module, opt)
-            out[f"aux_{name}"] = {"model": m, "optim": o}
-        return out
+    def add(self, name: str, module: nn.Module, lr: float) -> nn.Module:
+        """Registers `module`; returns its DDP-wrapped copy, which the task's losses call."""
+        module.to(self.info.device)
+        wrapped = module
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-    def load_state_dict(self, state: dict) -> None:
-        set_state_dict(self.model, self.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-        for name, (module, opt) in self.aux.items():
-            sub = state[f"aux_{name}"]
-            set_state_dict(module, opt, model_state_dict=sub["model"], optim_state_dict=sub["optim"])
+            ids = [self.info.device.index] if self.info.device.type == "cuda" else None
+            wrapped = DistributedDataParallel(module, device_ids=ids)
+        t = self.cfg.train
+        opt = torch.optim.AdamW(module.parameters(), lr=lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+        for g in opt.param_groups:
+            g["base_lr"] = lr
+        self.models[name] = (module, wrapped, opt)
+        return wrapped
+
+    def items(self):
+        """name -> (module, optimizer): what a checkpoint holds."""
+        return ((name, (module, opt)) for name, (module, _, opt) in self.models.items())
+
+    def set_schedule(self, factor: float) -> None:
+        for _, _, opt in self.models.values():
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * factor
+
+    def backward(self, name: str, loss: torch.Tensor, accumulation_steps: int, last: bool) -> None:
+        """Gradients all-reduced only on the step's last micro-batch, as the main model's."""
+        wrapped = self.models[name][1]
+        sync = wrapped.no_sync() if not last and hasattr(wrapped, "no_sync") else contextlib.nullcontext()
+        with sync:
+            (loss / accumulation_steps).backward()
+
+    def step(self) -> None:
+        for _, _, opt in self.models.values():
+            opt.step()
+
+    def zero_grad(self) -> None:
+        for _, _, opt in self.models.values():
+            opt.zero_grad(set_to_none=True)
 
 
-class Backend:
-    """Shared by DDP and FSDP2: a torch optimizer, a torch EMA and DCP checkpoints."""
+class Backend(ABC):
+    """One parallelism strategy: DDP and FSDP2 (`torch_dcp.TorchBackend`), DeepSpeed ZeRO."""
 
-    name = "base"
-
-    def __init__(self, model: nn.Module, task, cfg, info):
-        self.cfg, self.info, self.task = cfg, info, task
-        self.module = model  # the unwrapped module (FSDP2 shards it in place)
-        self.wrapped = self._wrap(model)
-        self.optimizer = build_adamw(self.module, cfg.train)
-        self.trainable = [p for p in self.module.parameters() if p.requires_grad]
-        self.ema = EMA.for_model(self.module, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
-        self.aux: dict[str, tuple[nn.Module, torch.optim.Optimizer]] = {}
-
-    # --- wrapping ------------------------------------------------------------------------------
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        raise NotImplementedError
+    def __init__(self, cfg, info):
+        self.cfg, self.info = cfg, info
+        self.aux = AuxModels(cfg, info)
+        self.ema = None  # set by a backend when train.ema_decay > 0
 
     @property
+    @abstractmethod
     def model(self) -> nn.Module:
-        """What the task calls forward on."""
-        return self.wrapped
+        """What the task calls forward on (the wrapped model)."""
 
     def accumulate(self, last: bool):
+        """A context around one micro-batch; `last`: the step's last (gradients are reduced then)."""
         return contextlib.nullcontext()
 
-    # --- the step ------------------------------------------------------------------------------
-    def backward(self, loss: torch.Tensor, accumulation_steps: int) -> None:
-        (loss / accumulation_steps).backward()
+    @abstractmethod
+    def backward(self, loss: torch.Tensor, accumulation_steps: int) -> None: ...
 
-    def set_lr(self, lr: float) -> None:
-        set_lr(self.optimizer, lr)
+    @abstractmethod
+    def set_lr(self, lr: float) -> None: ...
 
+    @abstractmethod
     def clip_grad_norm(self, max_norm: float) -> torch.Tensor | None:
-        """The global grad norm before clipping, on the device (None: known only after `step()`)."""
-        norm = torch.nn.utils.clip_grad_norm_(self.trainable, max_norm if max_norm > 0 else float("inf"))
-        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        """The global grad norm before clipping, on the device; None when the backend clips inside
+        `step()` and knows the norm only afterwards (then `last_grad_norm()` reads it)."""
 
+    @abstractmethod
     def step(self) -> bool:
-        """Apply the optimizer; True when the weights were updated."""
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update(self.trainable)
-        return True
+        """Apply the optimizer (and EMA); True when the weights were updated."""
 
+    @abstractmethod
     def skip_step(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        """Drop this step's gradients without touching the weights or the optimizer state."""
 
     def last_grad_norm(self) -> float:
         """The grad norm of the last step, for backends whose `clip_grad_norm` returns None."""
         return float("nan")
 
-    # --- checkpoints ---------------------------------------------------------------------------
-    def _state(self) -> _TrainState:
-        return _TrainState(self.module, self.optimizer, self.ema, self.aux)
-
+    @abstractmethod
     def save(self, folder: Path) -> None:
-        with single_process_is_intended():
-            dcp.save({"train": self._state()}, checkpoint_id=str(folder / "dcp"))
+        """Model, optimizer, EMA and auxiliary models into `folder` (all ranks together)."""
 
-    def load(self, folder: Path, saved_world_size: int) -> None:
-        with single_process_is_intended():
-            dcp.load({"train": self._state()}, checkpoint_id=str(folder / "dcp"))
+    @abstractmethod
+    def load(self, folder: Path, saved_world_size: int) -> None: ...
 
+    @abstractmethod
     def export_state_dict(self, use_ema: bool) -> dict[str, torch.Tensor] | None:
-        """Full CPU state dict on rank 0 (None elsewhere); EMA weights replace trainable ones."""
-        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        full = get_model_state_dict(self.module, options=opts)
-        if use_ema and self.ema is not None:
-            for name, t in self.ema.state_dict().items():
-                t = t.full_tensor() if hasattr(t, "full_tensor") else t  # collective under FSDP2
-                if name in full:
-                    full[name] = t.detach().to("cpu", full[name].dtype)
-        return full if self.info.rank == 0 else None
-
-
-@contextlib.contextmanager
-def single_process_is_intended():
-    """DCP warns when it runs without a process group; for a 1-process DDP run that is the intent."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
-        yield
-
-
-def wrap_aux_ddp(module: nn.Module, info) -> nn.Module:
-    """Auxiliary models (the GAN discriminator) are small: plain DDP in every backend."""
-    module.to(info.device)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        return DistributedDataParallel(module, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-    return module
+        """Full fp32 CPU state dict on rank 0 (None elsewhere); EMA weights replace trainable ones."""

@@ -5,12 +5,10 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from hieratok.train.backends.base import Backend
+from hieratok.train.backends.torch_dcp import TorchBackend
 
 
-class DDPBackend(Backend):
-    name = "ddp"
-
+class DDPBackend(TorchBackend):
     def _wrap(self, model: nn.Module) -> nn.Module:
         model.to(self.info.device)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

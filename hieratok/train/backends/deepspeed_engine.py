@@ -18,6 +18,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from hieratok.distributed.process_group import barrier
+from hieratok.train.backends.base import Backend
 from hieratok.train.optim import param_groups, scaled_lr, set_lr
 
 STATE_TAG = "state"
@@ -88,13 +89,12 @@ class _ZeroEMA:
                 s.copy_(full.view_as(s))
 
 
-class DeepSpeedBackend:
-    name = "deepspeed"
-
+class DeepSpeedBackend(Backend):
     def __init__(self, model: nn.Module, task, cfg, info, universal_resume: bool = False):
         import deepspeed
 
-        self.cfg, self.info, self.task = cfg, info, task
+        super().__init__(cfg, info)
+        self.task = task
         self.zero3 = cfg.dist.zero_stage == 3
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=model.to(info.device),
@@ -104,16 +104,10 @@ class DeepSpeedBackend:
         self.module = self.engine.module
         named = [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
         self.ema = _ZeroEMA(named, cfg.train.ema_decay, self.zero3) if cfg.train.ema_decay > 0 else None
-        self.aux: dict[str, tuple[nn.Module, torch.optim.Optimizer]] = {}
 
     @property
     def model(self) -> nn.Module:
         return self.engine
-
-    def accumulate(self, last: bool):
-        import contextlib
-
-        return contextlib.nullcontext()  # the engine counts micro-steps itself
 
     def backward(self, loss: torch.Tensor, accumulation_steps: int) -> None:
         self.engine.backward(loss)  # scales by 1 / gradient_accumulation_steps itself

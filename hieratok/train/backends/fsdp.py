@@ -6,12 +6,10 @@ import torch.nn as nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from hieratok.train.backends.base import Backend
+from hieratok.train.backends.torch_dcp import TorchBackend
 
 
-class FSDPBackend(Backend):
-    name = "fsdp"
-
+class FSDPBackend(TorchBackend):
     def _wrap(self, model: nn.Module) -> nn.Module:
         model.to(self.info.device)
         mesh = init_device_mesh(self.info.device.type, (self.info.world_size,))
