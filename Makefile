@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo venv bench ablation clean
+.PHONY: test demo venv bench gpu-check ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,15 @@ demo: $(STAMP)
 ablation: $(STAMP)
 	$(BIN)/hieratok ablate --config configs/ablations/cpu.yaml
 
+# bench/gpu_check*.py are not quick benchmarks: they have their own target below
 bench: $(STAMP)
-	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
+	for b in bench/*.py; do case $$b in bench/gpu_check*) continue;; esac; \
+	  echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
+
+# every CUDA path and the figures only a GPU gives, as one JSON line (at most 8 minutes on one H200);
+# `.venv/bin/python bench/gpu_check.py --cpu` is the same check at tiny sizes (tests/test_gpu_check.py)
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py
 
 clean:
 	rm -rf demo_out .pytest_cache

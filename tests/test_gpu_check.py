@@ -1,0 +1,91 @@
+"""bench/gpu_check.py --cpu: the GPU check's code paths at tiny sizes on the CPU, run as users run it, with
+its one JSON line read back. The figures that need CUDA must come back null, and say why."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = str(REPO / "bench" / "gpu_check.py")
+TOP_KEYS = {"device", "mode", "gpus_visible", "torch", "precision", "procs", "peak_tflops", "mfu_basis",
+            "host_syncs_basis", "flops", "attention", "tokenizer", "generator", "sampling", "fid_features",
+            "resume", "section_seconds", "wall_s", "failed"}
+RUN_KEYS = {"images_per_s", "step_ms", "timed_steps", "global_batch", "data_wait_fraction", "peak_memory_bytes",
+            "host_syncs_per_step", "host_syncs_by_step", "host_sync_sites", "mfu"}
+
+
+def _env() -> dict:
+    return {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _check_run(run: dict, where: str) -> None:
+    assert set(run) == RUN_KEYS, where
+    assert run["images_per_s"] > 0 and run["step_ms"] > 0 and run["timed_steps"] >= 1, where
+    assert run["global_batch"] == 16 and 0 <= run["data_wait_fraction"] <= 1, where
+    # CUDA-only figures: null on a CPU, never a made-up number
+    assert run["peak_memory_bytes"] is None and run["host_syncs_per_step"] is None, where
+    assert run["host_syncs_by_step"] is None and run["host_sync_sites"] is None and run["mfu"] is None, where
+
+
+@pytest.mark.timeout(900)
+def test_gpu_check_cpu_runs_every_section_and_prints_one_json_line(tmp_path):
+    proc = subprocess.run([sys.executable, SCRIPT, "--cpu", "--work-dir", str(tmp_path / "work")], cwd=REPO,
+                          env=_env(), capture_output=True, text=True, timeout=870)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout[-3000:]
+    r = json.loads(lines[0])
+    assert set(r) == TOP_KEYS
+    assert r["failed"] == {}
+    assert r["mode"] == "cpu" and r["device"] == "cpu" and r["precision"] == "fp32" and r["procs"] == [1]
+    assert r["peak_tflops"] is None and "null" in r["mfu_basis"]
+    assert "not measurable" in r["host_syncs_basis"]
+    assert r["wall_s"] > 0 and all(s >= 0 for s in r["section_seconds"].values())
+
+    flops = r["flops"]
+    assert "FlopCounterMode" in flops["counted_with"]
+    assert all(flops[f"{k}_per_image"] > 0 for k in ("hieratok", "vitok", "generator"))
+    assert flops["hieratok_per_image"] > flops["vitok_per_image"]  # the pyramid's extra tokens cost FLOPs
+
+    att = r["attention"]
+    assert att["tokens_per_scale"] == [1, 4, 16, 64] and att["dtype"] == "float32"
+    assert att["fwd_bwd_ms"]["flex"] is None and "CUDA" in att["unavailable"]["flex"]
+    assert att["fwd_bwd_ms"]["sdpa"] > 0 and att["fwd_bwd_ms"]["mask"] > 0
+    assert att["max_abs_diff_vs_mask"]["sdpa"] < 1e-4 and att["max_abs_diff_vs_mask"]["mask"] == 0
+    assert att["auto_picks"] == "sdpa" and att["fastest"] in ("sdpa", "mask")
+    assert att["auto_is_fastest"] == (att["fastest"] == "sdpa")
+
+    tok = r["tokenizer"]
+    assert tok["presets"] == {"hieratok": "tiny_hieratok", "vitok": "tiny_single"}
+    assert set(tok["runs"]) == {"ddp", "fsdp", "deepspeed_zero2"}
+    for backend, by_procs in tok["runs"].items():
+        pair = by_procs["1proc"]
+        _check_run(pair["hieratok"], f"{backend} hieratok")
+        _check_run(pair["vitok"], f"{backend} vitok")
+        assert pair["hieratok_over_vitok_step_time"] > 0
+
+    gen = r["generator"]
+    assert gen["preset"] == "tiny" and gen["procs"] == 1
+    _check_run({k: v for k, v in gen.items() if k not in ("preset", "backend", "procs")}, "generator")
+
+    s = r["sampling"]
+    assert s["sampler"] == "heun" and s["images_per_s"] > 0 and s["model_calls_per_batch"] == 2 * s["steps"]
+
+    fid = r["fid_features"]
+    assert fid["images_per_s"] > 0 and isinstance(fid["weights_test_made"], bool)
+    assert ("test-made" in fid["weights"]) == fid["weights_test_made"]
+
+    res = r["resume"]
+    assert res["equal"] is True and res["max_abs_loss_diff"] == 0 and res["max_abs_weight_diff"] == 0
+    assert res["resumed_at"] == 3 and res["steps"] == 6 and res["differs_before_resume"] is False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_gpu_check_without_cuda_asks_for_cpu():
+    proc = subprocess.run([sys.executable, SCRIPT], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--cpu" in proc.stderr
