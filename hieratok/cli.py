@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from data_pipeline.errors import DataError
 from hieratok.config.errors import ConfigError
+
+# a user's mistake (a bad key, a missing file or weights, unreadable data): one line, exit code 2, no
+# traceback (HIERATOK_DEBUG=1 shows it); anything else is a bug and keeps its traceback
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
 
 # name -> (module under hieratok.commands, one-line help); the order is the order in --help
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,9 +72,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(_command_module(args.command).run(args) or 0)
-    except ConfigError as e:
-        print(f"hieratok {args.command}: config error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        if os.environ.get("HIERATOK_DEBUG", "0") not in ("", "0"):
+            raise
+        print(f"hieratok {args.command}: {_what(e)}", file=sys.stderr)
         return 2
+
+
+def _what(e: BaseException) -> str:
+    """One line that names the bad thing: the error's own message, its kind when that helps."""
+    kind = "config error: " if isinstance(e, ConfigError) else "data error: " if isinstance(e, DataError) else ""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{kind}{e.strerror}: {e.filename}"
+    return kind + " ".join(str(e).split())
 
 
 if __name__ == "__main__":
