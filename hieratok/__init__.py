@@ -1,9 +1,9 @@
 """HieraTok: multi-scale ViT tokenizers (and their latent generators), trained at scale.
 
-`Tokenizer` and `scale_causal_mask` import lazily, so the `hieratok` CLI starts without torch.
+`Tokenizer`, `Generator` and `scale_causal_mask` import lazily, so the `hieratok` CLI starts without torch.
 """
 __version__ = "0.1.0"
-__all__ = ["Tokenizer", "scale_causal_mask", "__version__"]
+__all__ = ["Tokenizer", "Generator", "scale_causal_mask", "__version__"]
 
 
 def __getattr__(name: str):
@@ -11,6 +11,10 @@ def __getattr__(name: str):
         from hieratok.tokenizer.model import Tokenizer
 
         return Tokenizer
+    if name == "Generator":
+        from hieratok.generator.model import Generator
+
+        return Generator
     if name == "scale_causal_mask":
         from hieratok.nn.attention import scale_causal_mask
 

@@ -70,3 +70,17 @@ def test_cli_errors_are_clear(tmp_path, generator_run, capsys):
     assert main(["sample", "--run-dir", str(generator_run), "--num", "2", "--cfg-scale", "1.5",
                  "--cfg-interval", "0.8,0.2", "--out", str(tmp_path / "x.npz")]) == 2
     assert "guidance interval" in capsys.readouterr().err
+
+
+def test_python_sampling_gives_the_bytes_of_the_cli_file(tmp_path, generator_run):
+    from hieratok import Generator
+
+    out = tmp_path / "cli.npz"
+    sample_to_npz(generator_run, out, num=10, cfg_scale=2.0, steps=3, sampler="heun", seed=4, batch_size=4)
+    model = Generator.from_pretrained(generator_run)  # a run dir or its export
+    images = model.sample([i % model.config.num_classes for i in range(10)], cfg_scale=2.0, steps=3, seed=4,
+                          batch_size=4)
+    assert images.dtype == np.uint8 and images.shape == (10, 32, 32, 3)
+    assert np.array_equal(images, np.load(out)["arr_0"])
+    with pytest.raises(ValueError, match="from_pretrained"):
+        Generator(model.config).sample([0])

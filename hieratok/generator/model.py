@@ -149,9 +149,31 @@ class Generator(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "Generator":
-        from hieratok.nn.pretrained import load_pretrained
+        """From an export folder or a run dir (its export/); `sample()` then decodes with the tokenizer
+        that export records."""
+        from hieratok.nn.pretrained import load_pretrained, resolve_export_dir
 
-        return load_pretrained(cls, directory, EXPORT_FORMAT, map_location)
+        export = resolve_export_dir(directory)
+        model = load_pretrained(cls, export, EXPORT_FORMAT, map_location)
+        model.export_dir = export
+        return model
+
+    @torch.no_grad()
+    def sample(self, labels, *, cfg_scale: float = 1.0, cfg_interval: tuple[float, float] = (0.0, 1.0),
+               steps: int = 50, sampler: str = "heun", seed: int = 0, batch_size: int = 32):
+        """Images of class `labels` (a sequence of ints) as uint8 NHWC numpy, decoded by the export's
+        tokenizer on this model's device. Sample i uses noise keyed by (seed, i) and the batches of
+        `hieratok sample`, so with its labels (i mod num_classes) and batch size the bytes equal its file's."""
+        from hieratok.generator.sample_run import Guidance, generate_all, load_bundle
+
+        if getattr(self, "export_dir", None) is None:
+            raise ValueError("Generator.sample decodes with the tokenizer an export records: load the model "
+                             "with Generator.from_pretrained(EXPORT_OR_RUN_DIR)")
+        device = next(self.parameters()).device
+        bundle = load_bundle(self.export_dir, device, model=self)
+        labels = torch.as_tensor(list(labels), dtype=torch.long)
+        return generate_all(bundle, labels, seed=seed, steps=steps, sampler=sampler,
+                            guidance=Guidance(cfg_scale, tuple(cfg_interval)), batch_size=batch_size, device=device)
 
 
 def export_config(cfg: GeneratorModelConfig, extra: dict | None = None) -> dict:

@@ -35,7 +35,9 @@ class GeneratorBundle:
     tokenizer: torch.nn.Module
 
 
-def load_bundle(run_dir: str | Path, device="cpu") -> GeneratorBundle:
+def load_bundle(run_dir: str | Path, device="cpu", model: Generator | None = None) -> GeneratorBundle:
+    """The export of `run_dir` (a run or export dir) with its tokenizer on `device`; `model`: the
+    generator already loaded from that export (Generator.sample), else it is loaded here."""
     from hieratok.nn.pretrained import resolve_export_dir
 
     try:
@@ -49,7 +51,7 @@ def load_bundle(run_dir: str | Path, device="cpu") -> GeneratorBundle:
         if key not in config:
             raise ValueError(f"{where} records no '{key}' in its config.json: was it written by the generator task?")
     ref = resolve_tokenizer(None, TokenizerRef.from_dict(config["tokenizer"], where), where)
-    model = Generator.from_pretrained(export, map_location=device)
+    model = model if model is not None else Generator.from_pretrained(export, map_location=device)
     tokenizer = load_frozen_tokenizer(ref, device)
     if tuple(tokenizer.latent_shape) != model.latent_shape:
         raise ValueError(f"the tokenizer {ref.path} makes latents {list(tokenizer.latent_shape)} but the generator "
@@ -70,6 +72,19 @@ def generate(bundle: GeneratorBundle, indices: range, labels: torch.Tensor, *, s
     velocity = guided_velocity(bundle.model, bundle.model.null_class, guidance)
     x = sample(velocity, noise, labels.to(device), steps, sampler)
     return to_uint8_nhwc(bundle.tokenizer.decode(bundle.stats.denormalize(x)))
+
+
+def sample_batches(num: int, batch_size: int) -> list[range]:
+    """Samples 0..num-1 in fixed batches of consecutive indices: the same shapes whoever computes them."""
+    return [range(s, min(num, s + batch_size)) for s in range(0, num, batch_size)]
+
+
+def generate_all(bundle: GeneratorBundle, labels: torch.Tensor, *, seed: int, steps: int, sampler: str,
+                 guidance: Guidance, batch_size: int, device) -> np.ndarray:
+    """uint8 NHWC images of samples 0..len(labels)-1, batch by batch as `hieratok sample` makes them."""
+    return np.concatenate([generate(bundle, idx, labels[idx.start:idx.stop], seed=seed, steps=steps, sampler=sampler,
+                                    guidance=guidance, device=device)
+                           for idx in sample_batches(len(labels), batch_size)])
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -101,8 +116,7 @@ def sample_to_npz(run_dir: str | Path, out: str | Path, *, num: int, cfg_scale: 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     labels = balanced_labels(num, bundle.model.config.num_classes)
-    batches = [range(s, min(num, s + batch_size)) for s in range(0, num, batch_size)]
-    mine = batches[info.rank::info.world_size]
+    mine = sample_batches(num, batch_size)[info.rank::info.world_size]
     images = [generate(bundle, idx, labels[idx.start:idx.stop], seed=seed, steps=steps, sampler=sampler,
                        guidance=guidance, device=info.device) for idx in mine]
     h, w = bundle.tokenizer.config.image_size, bundle.tokenizer.config.image_size
@@ -113,7 +127,7 @@ def sample_to_npz(run_dir: str | Path, out: str | Path, *, num: int, cfg_scale: 
         "generator": str(bundle.export_dir), "tokenizer": bundle.tokenizer_ref.to_dict(),
         "num": num, "num_classes": bundle.model.config.num_classes, "labels": "i mod num_classes",
         "cfg_scale": cfg_scale, "cfg_interval": list(guidance.interval), "steps": steps, "sampler": sampler,
-        "seed": seed, "batch_size": batch_size, "noise": "per sample: SeedSequence([seed, i])",
+        "seed": seed, "batch_size": batch_size, "noise": "per sample: keyed by (seed, i)",
         "flow": "x_t = (1 - t) x0 + t noise, integrated from t = 1 to t = 0", "layout": "arr_0 uint8 NHWC",
     }
     barrier()
