@@ -228,7 +228,8 @@ def generator_run(ctx, m, args) -> dict:
 
 # --- sampling, FID features ------------------------------------------------------------------
 def sampling(ctx, m, args) -> dict:
-    from hieratok.generator.sample_run import generate, load_bundle
+    from hieratok.generator.images import generate
+    from hieratok.generator.sample_run import load_bundle
     from hieratok.generator.sampler import Guidance, balanced_labels
 
     bundle = load_bundle(ctx.gen_run, ctx.device)

@@ -121,3 +121,26 @@ def test_every_backend_and_task_implements_the_whole_interface():
     for cls, base in ((DDPBackend, Backend), (FSDPBackend, Backend), (DeepSpeedBackend, Backend),
                       (TokenizerTask, Task), (GeneratorTask, Task)):
         assert issubclass(cls, base) and not inspect.isabstract(cls), (cls, getattr(cls, "__abstractmethods__", None))
+
+
+def test_blocks_are_compiled_before_any_wrapping_or_sharding():
+    """torchtitan's order: each block compiled first, then FSDP2 / DDP wrap the model (their hooks stay
+    outside the compiled regions). Compiling is lazy, so this builds no kernel."""
+    import torch
+
+    from hieratok.config.loader import load_config
+    from hieratok.tokenizer.task import TokenizerTask
+    from hieratok.train.backends.torch_dcp import TorchBackend
+
+    seen = {}
+
+    class Recording(TorchBackend):
+        def _wrap(self, model):
+            seen["compiled"] = [b._compiled_call_impl is not None for b in self.task.block_modules(model)]
+            return model
+
+    cfg = load_config("configs/tokenizer/tiny_single.yaml", ["train.compile=true"])
+    task = TokenizerTask(cfg)
+    info = type("Info", (), {"device": torch.device("cpu"), "rank": 0, "world_size": 1})()
+    Recording(task.build_model(), task, cfg, info)
+    assert seen["compiled"] and all(seen["compiled"])

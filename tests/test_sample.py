@@ -7,7 +7,8 @@ import torch
 
 from hieratok.cli import main
 from hieratok.config.loader import load_config
-from hieratok.generator.sample_run import load_bundle, sample_to_npz, to_uint8_nhwc
+from hieratok.generator.images import to_uint8_nhwc
+from hieratok.generator.sample_run import load_bundle, sample_to_npz
 from hieratok.generator.task import GeneratorTask
 
 pytestmark = pytest.mark.usefixtures("single_thread")

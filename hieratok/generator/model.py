@@ -164,13 +164,14 @@ class Generator(nn.Module):
         """Images of class `labels` (a sequence of ints) as uint8 NHWC numpy, decoded by the export's
         tokenizer on this model's device. Sample i uses noise keyed by (seed, i) and the batches of
         `hieratok sample`, so with its labels (i mod num_classes) and batch size the bytes equal its file's."""
-        from hieratok.generator.sample_run import Guidance, generate_all, load_bundle
+        from hieratok.generator.images import bundle_for, generate_all
+        from hieratok.generator.sampler import Guidance
 
         if getattr(self, "export_dir", None) is None:
             raise ValueError("Generator.sample decodes with the tokenizer an export records: load the model "
                              "with Generator.from_pretrained(EXPORT_OR_RUN_DIR)")
         device = next(self.parameters()).device
-        bundle = load_bundle(self.export_dir, device, model=self)
+        bundle = bundle_for(self, self.export_dir, device)
         labels = torch.as_tensor(list(labels), dtype=torch.long)
         return generate_all(bundle, labels, seed=seed, steps=steps, sampler=sampler,
                             guidance=Guidance(cfg_scale, tuple(cfg_interval)), batch_size=batch_size, device=device)

@@ -12,32 +12,17 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from hieratok.generator.images import GeneratorBundle, bundle_for, generate, sample_batches
 from hieratok.generator.model import Generator
-from hieratok.generator.normalization import LatentStats
-from hieratok.generator.sampler import Guidance, balanced_labels, guided_velocity, per_sample_noise, sample
-from hieratok.generator.tokenizer_ref import TokenizerRef, load_frozen_tokenizer, resolve_tokenizer
+from hieratok.generator.sampler import Guidance, balanced_labels
 
 
-@dataclass
-class GeneratorBundle:
-    """A generator export with what it takes to make images: its latent stats and its tokenizer."""
-
-    export_dir: Path
-    model: Generator
-    stats: LatentStats
-    tokenizer_ref: TokenizerRef
-    tokenizer: torch.nn.Module
-
-
-def load_bundle(run_dir: str | Path, device="cpu", model: Generator | None = None) -> GeneratorBundle:
-    """The export of `run_dir` (a run or export dir) with its tokenizer on `device`; `model`: the
-    generator already loaded from that export (Generator.sample), else it is loaded here."""
+def load_bundle(run_dir: str | Path, device="cpu") -> GeneratorBundle:
+    """The generator export of `run_dir` (a run or export dir) with its tokenizer on `device`."""
     from hieratok.nn.pretrained import resolve_export_dir
 
     try:
@@ -45,46 +30,7 @@ def load_bundle(run_dir: str | Path, device="cpu", model: Generator | None = Non
     except FileNotFoundError:
         raise FileNotFoundError(f"no generator export at {run_dir}: expected {run_dir}/export/config.json, which "
                                 f"a finished `hieratok train` of a generator writes") from None
-    config = json.loads((export / "config.json").read_text())
-    where = f"the generator export {export}"
-    for key in ("tokenizer", "latent_stats"):
-        if key not in config:
-            raise ValueError(f"{where} records no '{key}' in its config.json: was it written by the generator task?")
-    ref = resolve_tokenizer(None, TokenizerRef.from_dict(config["tokenizer"], where), where)
-    model = model if model is not None else Generator.from_pretrained(export, map_location=device)
-    tokenizer = load_frozen_tokenizer(ref, device)
-    if tuple(tokenizer.latent_shape) != model.latent_shape:
-        raise ValueError(f"the tokenizer {ref.path} makes latents {list(tokenizer.latent_shape)} but the generator "
-                         f"models {list(model.latent_shape)}")
-    return GeneratorBundle(export, model, LatentStats.from_dict(config["latent_stats"]), ref, tokenizer)
-
-
-def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
-    """Images in [-1, 1] NCHW -> uint8 NHWC (round to nearest, clip)."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-@torch.no_grad()
-def generate(bundle: GeneratorBundle, indices: range, labels: torch.Tensor, *, seed: int, steps: int,
-             sampler: str, guidance: Guidance, device) -> np.ndarray:
-    """uint8 NHWC images of samples `indices` with their `labels`."""
-    noise = per_sample_noise(seed, indices, bundle.model.latent_shape, device)
-    velocity = guided_velocity(bundle.model, bundle.model.null_class, guidance)
-    x = sample(velocity, noise, labels.to(device), steps, sampler)
-    return to_uint8_nhwc(bundle.tokenizer.decode(bundle.stats.denormalize(x)))
-
-
-def sample_batches(num: int, batch_size: int) -> list[range]:
-    """Samples 0..num-1 in fixed batches of consecutive indices: the same shapes whoever computes them."""
-    return [range(s, min(num, s + batch_size)) for s in range(0, num, batch_size)]
-
-
-def generate_all(bundle: GeneratorBundle, labels: torch.Tensor, *, seed: int, steps: int, sampler: str,
-                 guidance: Guidance, batch_size: int, device) -> np.ndarray:
-    """uint8 NHWC images of samples 0..len(labels)-1, batch by batch as `hieratok sample` makes them."""
-    return np.concatenate([generate(bundle, idx, labels[idx.start:idx.stop], seed=seed, steps=steps, sampler=sampler,
-                                    guidance=guidance, device=device)
-                           for idx in sample_batches(len(labels), batch_size)])
+    return bundle_for(Generator.from_pretrained(export, map_location=device), export, device)
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

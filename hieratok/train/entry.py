@@ -75,9 +75,6 @@ def _setup(cfg, run_dir: Path, guard: PreemptionGuard):
     for name, (module, lr) in task.aux_modules().items():  # the discriminator, when the GAN term is on
         task.bind_aux(name, backend.aux.add(name, module, lr))
     seed_everything(cfg.train.seed + info.rank)
-    if cfg.train.compile:
-        for block in task.block_modules(backend.module):
-            block.compile()
     task.to(info.device, info.rank, info.world_size)
 
     from data_pipeline import build_loader

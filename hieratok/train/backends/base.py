@@ -17,6 +17,15 @@ import torch.distributed as dist
 import torch.nn as nn
 
 
+def compile_blocks(task, model: nn.Module, cfg) -> None:
+    """`train.compile`: torch.compile each repeated block before any wrapping or sharding, as torchtitan
+    does, so that FSDP2's and DDP's hooks stay outside the compiled regions and the blocks, which share
+    their code, compile once."""
+    if cfg.train.compile:
+        for block in task.block_modules(model):
+            block.compile()
+
+
 class AuxModels:
     """Small models with their own AdamW (the discriminator): plain DDP in every backend, following
     the main schedule (their lr times the main lr's warm-up and decay factor)."""

@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from hieratok.distributed.process_group import barrier
-from hieratok.train.backends.base import Backend
+from hieratok.train.backends.base import Backend, compile_blocks
 from hieratok.train.optim import param_groups, scaled_lr, set_lr
 
 STATE_TAG = "state"
@@ -96,6 +96,7 @@ class DeepSpeedBackend(Backend):
         super().__init__(cfg, info)
         self.task = task
         self.zero3 = cfg.dist.zero_stage == 3
+        compile_blocks(task, model, cfg)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=model.to(info.device),
             model_parameters=param_groups(model, cfg.train.weight_decay),

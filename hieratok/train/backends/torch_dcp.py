@@ -17,7 +17,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.checkpoint.stateful import Stateful
 
-from hieratok.train.backends.base import Backend
+from hieratok.train.backends.base import Backend, compile_blocks
 from hieratok.train.ema import EMA
 from hieratok.train.optim import build_adamw, set_lr
 
@@ -54,6 +54,7 @@ class TorchBackend(Backend):
         super().__init__(cfg, info)
         self.task = task
         self.module = model  # the unwrapped module (FSDP2 shards it in place)
+        compile_blocks(task, model, cfg)
         self.wrapped = self._wrap(model)
         self.optimizer = build_adamw(self.module, cfg.train)
         self.trainable = [p for p in self.module.parameters() if p.requires_grad]
