@@ -245,7 +245,9 @@ def resume_round_trip(ctx, m, args) -> dict:
     train_process("resume: the same command again", config, split, split_args, 1, env, m.run_timeout_s)
 
     def rows(run):
-        return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        from hieratok.metrics_file import read_records
+
+        return read_records(run / "metrics.jsonl")
 
     resumed = [r for r in rows(split) if r.get("event") == "resumed"]
     if [r["step"] for r in resumed] != [n]:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from hieratok.metrics_file import read_records  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +29,7 @@ def train(run_dir: Path, data: Path, preset: str, steps: int, batch: int, backen
            f"dist.backend={backend}", f"dist.mixed_precision={precision}", "train.ema_decay=0"]
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONWARNINGS="ignore")
     subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True)
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_records(run_dir / "metrics.jsonl")
     speeds = [r["images_per_s"] for r in rows if "images_per_s" in r][1:]
     return statistics.median(speeds)
 

@@ -19,6 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hieratok import Tokenizer  # noqa: E402
 from hieratok.config.loader import load_config  # noqa: E402
+from hieratok.metrics_file import read_records  # noqa: E402
 
 WARMUP = 5
 
@@ -76,7 +77,7 @@ def hieratok_train(cfg, run_dir: Path, steps: int) -> tuple[float, float]:
     from hieratok.train.entry import train
 
     train(cfg, run_dir)
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_records(run_dir / "metrics.jsonl")
     steps_rows = [r for r in rows if "images_per_s" in r and r["step"] > WARMUP]
     # per-step throughput is measured between log rows; the harmonic mean is total images / total time
     ips = len(steps_rows) / sum(1.0 / r["images_per_s"] for r in steps_rows)
@@ -91,7 +92,7 @@ def resume_seconds(cfg, run_dir: Path, steps: int) -> float:
 
     cfg = OmegaConf.merge(cfg, {"train": {"max_steps": steps + 1}})
     train(cfg, run_dir)
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_records(run_dir / "metrics.jsonl")
     return [r["seconds"] for r in rows if r.get("event") == "resumed"][-1]
 
 

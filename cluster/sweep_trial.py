@@ -14,9 +14,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from cluster.metrics_file import MetricsTail, is_event
 from cluster.sweep_spec import SweepSpec
 from cluster.training_job import resolve_callable
+from hieratok.metrics_file import MetricsTail, is_event
 
 POLL_S = 0.5
 

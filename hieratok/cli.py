@@ -9,11 +9,11 @@ import os
 import sys
 
 from data_pipeline.errors import DataError
-from hieratok.config.errors import ConfigError
+from hieratok.config.errors import ConfigError, UserError
 
 # a user's mistake (a bad key, a missing file or weights, unreadable data): one line, exit code 2, no
 # traceback (HIERATOK_DEBUG=1 shows it); anything else is a bug and keeps its traceback
-USER_ERRORS = (ConfigError, DataError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+USER_ERRORS = (UserError, DataError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError)
 
 # name -> (module under hieratok.commands, one-line help); the order is the order in --help

@@ -3,7 +3,7 @@ over seeds, one run dir each (no SLURM needed)."""
 import subprocess
 import sys
 
-from cluster.metrics_file import read_metrics
+from hieratok.metrics_file import read_metrics
 from hieratok.config.loader import load_config
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from cluster.metrics_file import read_metrics
+from hieratok.metrics_file import read_metrics
 from cluster.requeue_count import count_resumed_events
 from hieratok.config.loader import load_config
 from slurm_cluster import job_state, slurm_cluster, wait_for_final_state, wait_until  # noqa: F401

@@ -1,7 +1,7 @@
 """Following a run's metrics.jsonl while the trainer writes it, through a resume that rewrites it."""
 import json
 
-from cluster.metrics_file import MetricsTail, read_metrics
+from hieratok.metrics_file import MetricsTail, read_metrics
 
 
 def line(step: int, **extra) -> str:

@@ -63,10 +63,12 @@ def _stopped(result) -> str:
 
 def _summary(run_dir: Path, result) -> dict:
     """The last line of output: where the run stands (the full record is run_dir/metrics.jsonl)."""
+    from hieratok.metrics_file import read_records
+
     last = {}
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
-        rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+        rows = read_records(metrics)
         last = next((r for r in reversed(rows) if "loss" in r), {})
     export = run_dir / "export"
     return {"run_dir": str(run_dir), "step": result.step, "preempted": result.preempted, "stopped": result.stopped,

@@ -1,7 +1,6 @@
 """The demo's pictures: loss curves, reconstruction grids, latent-space maps (matplotlib, PNG)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -11,11 +10,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from hieratok.metrics_file import read_records  # noqa: E402
+
 
 def loss_curves(run_dirs: dict[str, Path], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, run_dir in run_dirs.items():
-        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        rows = read_records(run_dir / "metrics.jsonl")
         rows = [r for r in rows if isinstance(r.get("loss"), float)]
         ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=name, lw=1.2)
     ax.set_xlabel("step")

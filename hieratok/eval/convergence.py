@@ -10,10 +10,12 @@ import json
 import math
 from pathlib import Path
 
+from hieratok.metrics_file import read_records
+
 
 def read_curve(run_dir: Path) -> list[tuple[int, float]]:
     """(step, loss) of every logged training step of a run."""
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    rows = read_records(run_dir / "metrics.jsonl")
     return [(int(r["step"]), float(r["loss"])) for r in rows if "loss" in r]
 
 

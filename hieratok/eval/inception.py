@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from hieratok.nn.weights_files import WeightsFile, resolve_weights
+from hieratok.nn.weights_files import WeightsError, WeightsFile, resolve_weights
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -37,7 +37,7 @@ def load_inception(weights: str | Path | None = None, device: str | torch.device
     try:
         model = FeatureExtractorInceptionV3(EXTRACTOR_NAME, list(features), feature_extractor_weights_path=str(path))
     except RuntimeError as e:  # load_state_dict mismatch: not an Inception weights file
-        raise ValueError(f"{path} is not a torch-fidelity Inception weights file ({INCEPTION_FILE}): {e}") from e
+        raise WeightsError(f"{path} is not a torch-fidelity Inception weights file ({INCEPTION_FILE}): {e}") from e
     return model.to(device).eval().requires_grad_(False)
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from hieratok.nn.weights_files import WeightsError
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
@@ -55,7 +57,11 @@ def load_pretrained(cls, directory: str | Path, expected_format: str, map_locati
             )
     config = json.loads(cfg_path.read_text())
     if config.get("format") != expected_format:
-        raise ValueError(f"{cfg_path} has format {config.get('format')!r}; expected {expected_format!r}")
+        raise WeightsError(f"{cfg_path} has format {config.get('format')!r}; expected {expected_format!r}")
     model = cls(config["model"])
-    model.load_state_dict(load_file(str(w_path), device=str(map_location)), strict=True)
+    try:
+        model.load_state_dict(load_file(str(w_path), device=str(map_location)), strict=True)
+    except RuntimeError as e:  # missing / unexpected keys or another shape: the first lines name them
+        detail = " ".join(" ".join(str(e).splitlines()[:3]).split())[:400]
+        raise WeightsError(f"{w_path} does not fit the model its {CONFIG_NAME} describes: {detail}") from None
     return model.eval()

@@ -13,6 +13,12 @@ from typing import Callable
 
 import torch
 
+from hieratok.config.errors import UserError
+
+
+class WeightsError(UserError, ValueError):
+    """A weights file that is not what it should be (another network, another shape, another format)."""
+
 
 @dataclass(frozen=True)
 class WeightsFile:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from hieratok.nn.weights_files import WeightsFile, resolve_weights
+from hieratok.nn.weights_files import WeightsError, WeightsFile, resolve_weights
 
 VGG16_FILE = "vgg16-397923af.pth"
 VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
@@ -110,7 +110,7 @@ class LPIPS(nn.Module):
         expected = {k for k in self.state_dict() if k.startswith("slices.")}
         missing = sorted(expected - set(mapped))
         if missing:
-            raise ValueError(f"{path} is not a torchvision VGG16 state dict ({VGG16_FILE}): "
+            raise WeightsError(f"{path} is not a torchvision VGG16 state dict ({VGG16_FILE}): "
                              f"{len(missing)} features.* tensors missing, e.g. {missing[0]}")
         self.load_state_dict(mapped, strict=False)
 
@@ -119,7 +119,7 @@ class LPIPS(nn.Module):
         try:
             heads = {f"lins.{k}.weight": state[f"lin{k}.model.1.weight"] for k in range(len(VGG_CHANNELS))}
         except KeyError as e:
-            raise ValueError(f"{path} is not an LPIPS v0.1 VGG head file (lpips/weights/v0.1/vgg.pth): "
+            raise WeightsError(f"{path} is not an LPIPS v0.1 VGG head file (lpips/weights/v0.1/vgg.pth): "
                              f"missing {e.args[0]}; found keys {sorted(state)[:6]}") from None
         self.load_state_dict(heads, strict=False)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from hieratok.config.errors import UserError
 from hieratok.distributed.process_group import barrier
 from hieratok.distributed.randomness import rng_state, set_rng_state
 from hieratok.train.loop import LoopState
@@ -34,6 +35,21 @@ STATE_FILE = "trainer_state.json"
 
 def step_name(step: int) -> str:
     return f"step_{step:08d}"
+
+
+class CheckpointUnreadable(Exception):
+    """One checkpoint's tensors cannot be loaded (a file gone or truncated); the run may try an older one."""
+
+
+def _first_line(e: BaseException) -> str:
+    """The message that names the problem: DCP wraps a rank's error in a traceback, so its last line."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    named = [x for x in lines if "Error:" in x or "error:" in x]
+    return (named[-1] if named else lines[-1] if lines else type(e).__name__)[:300]
+
+
+class CheckpointError(UserError):
+    """No checkpoint of a run dir can be read; the message lists each one and why."""
 
 
 class CheckpointDirs:
@@ -50,6 +66,14 @@ class CheckpointDirs:
         if not (path / STATE_FILE).exists():
             raise RuntimeError(f"{pointer} names {path}, which is not a complete checkpoint (no {STATE_FILE})")
         return path
+
+    def candidates(self) -> list[Path]:
+        """Where a resume may start, best first: `latest`, then the older complete checkpoints, newest first."""
+        latest = self.latest()
+        if latest is None:
+            return []
+        older = sorted((p for p in self.root.glob("step_*") if (p / STATE_FILE).exists() and p != latest), reverse=True)
+        return [latest, *older]
 
     def staging(self, step: int) -> Path:
         return self.root / f"{TMP_PREFIX}{step_name(step)}"
@@ -147,7 +171,14 @@ class Checkpointer:
                 f"{checkpoint} was written by dist.backend={saved['backend']}; resume it with the same backend "
                 f"(this run has dist.backend={self.cfg.dist.backend})"
             )
-        self.backend.load(checkpoint, saved["world_size"])
+        try:
+            self.backend.load(checkpoint, saved["world_size"])
+        except Exception as e:  # noqa: BLE001 - a damaged checkpoint fails in the backend's own ways
+            raise CheckpointUnreadable(_first_line(e)) from e
+        except BaseException as e:  # DCP's CheckpointException derives from BaseException
+            if type(e).__name__ != "CheckpointException":
+                raise
+            raise CheckpointUnreadable(_first_line(e)) from e
         if saved.get("data_state") is not None and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(saved["data_state"])
         rng_file = checkpoint / "rng" / f"rank_{self.info.rank}.pt"

@@ -10,7 +10,13 @@ from hieratok.distributed.process_group import barrier, init_distributed
 from hieratok.distributed.randomness import seed_everything
 from hieratok.distributed.signals import PreemptionGuard, SignalStop
 from hieratok.train.backends import build_backend
-from hieratok.train.checkpoint import CheckpointDirs, Checkpointer, read_trainer_state
+from hieratok.train.checkpoint import (
+    CheckpointDirs,
+    Checkpointer,
+    CheckpointError,
+    CheckpointUnreadable,
+    read_trainer_state,
+)
 from hieratok.train.loop import LoopState, TrainLoop, TrainResult
 from hieratok.train.monitor import Monitor
 from hieratok.train.periodic_work import PeriodicWork
@@ -85,12 +91,27 @@ def _setup(cfg, run_dir: Path, guard: PreemptionGuard):
                        world_size=info.world_size, rank=info.rank)
     holder: dict = {}
     checkpointer = Checkpointer(cfg, run_dir, info, backend, lambda: holder["monitor"].wandb_run_id)
-    state, wandb_id, restore_s = LoopState(), None, None
-    if latest is not None:
+    state, wandb_id, restore_s, unreadable = LoopState(), None, None, []
+    for candidate in dirs.candidates():
         t0 = time.perf_counter()
-        state, saved = checkpointer.restore(latest, loader)
-        wandb_id, restore_s = saved.get("wandb_run_id"), time.perf_counter() - t0
+        try:
+            state, saved = checkpointer.restore(candidate, loader)
+        except CheckpointUnreadable as e:
+            unreadable.append((candidate, str(e)))
+            if info.is_main:
+                print(f"hieratok train: warning: checkpoint {candidate} is unreadable ({unreadable[-1][1]}); "
+                      f"trying the one before it", file=sys.stderr, flush=True)
+            continue
+        latest, wandb_id, restore_s = candidate, saved.get("wandb_run_id"), time.perf_counter() - t0
+        break
+    else:
+        if unreadable:
+            raise CheckpointError(f"no checkpoint in {dirs.root} can be read, so nothing was trained: "
+                                  + "; ".join(f"{p.name}: {why}" for p, why in unreadable)
+                                  + " (move them away to start over)")
     monitor = holder["monitor"] = Monitor(cfg, run_dir, info.is_main, state.step, wandb_id)
+    for path, why in unreadable:
+        monitor.log_event(state.step, {"event": "checkpoint_unreadable", "path": str(path), "error": why})
     if restore_s is not None:
         monitor.log_event(state.step, {"event": "resumed", "path": str(latest), "seconds": restore_s,
                                        "saved_world_size": saved_world, "world_size": info.world_size})

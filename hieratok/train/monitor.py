@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from hieratok.metrics_file import read_records
+
 
 class Monitor:
     def __init__(self, cfg, run_dir: Path, is_main: bool, start_step: int, wandb_run_id: str | None):
@@ -107,7 +109,8 @@ def _jsonable(v):
 def _truncate_after(path: Path, step: int) -> None:
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    # records after the checkpoint's step go (the resumed run redoes them), and so does a line torn by a kill
+    kept = [r for r in read_records(path) if r.get("step", 0) <= step]
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     os.replace(tmp, path)  # a crash mid-rewrite leaves the old file, never a truncated one

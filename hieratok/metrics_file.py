@@ -1,4 +1,5 @@
-"""Reading a run's `metrics.jsonl` (one JSON object a log step, written by rank 0), whole or as it grows."""
+"""Reading a run's `metrics.jsonl` (one JSON object a log step or event, written by rank 0), whole or as it
+grows. A line torn by a killed writer is skipped wherever the file is read."""
 from __future__ import annotations
 
 import json
@@ -60,3 +61,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         if not is_event(record) and "step" in record:
             by_step[int(record["step"])] = record
     return [by_step[s] for s in sorted(by_step)]
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Every complete record of a metrics.jsonl in file order, events included (a torn line skipped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [record for line in path.read_bytes().splitlines() if (record := _parse(line)) is not None]
