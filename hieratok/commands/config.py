@@ -157,7 +157,7 @@ def _list() -> str:
     from hieratok.config.loader import CONFIG_ROOT
 
     if not CONFIG_ROOT.is_dir():
-        raise ConfigError(f"no configs/ folder at {CONFIG_ROOT} (presets ship with the source tree)")
+        raise ConfigError(f"no configs/ folder at {CONFIG_ROOT} (the presets ship inside the package: reinstall hieratok)")
     return "".join(f"{line}\n" for line in preset_table(CONFIG_ROOT))
 
 

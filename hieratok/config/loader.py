@@ -19,11 +19,13 @@ from omegaconf.errors import OmegaConfBaseException
 from hieratok.config.errors import ConfigError
 
 BASE_KEY = "base"
-CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
+# the presets ship inside the package (hieratok/presets: a link to the source tree's configs/, copied
+# into the wheel), so a preset name resolves from any working directory, installed or not
+CONFIG_ROOT = Path(__file__).resolve().parents[1] / "presets"
 
 
 def resolve_preset_path(path: str | Path) -> Path:
-    """A path as given, or else relative to the repository's `configs/` folder."""
+    """A path as given, or else a preset name relative to the presets (`tokenizer/hieratok_s_b16`)."""
     p = Path(path)
     if p.exists():
         return p.resolve()

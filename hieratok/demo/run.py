@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-REPO = Path(__file__).resolve().parents[2]
 TOKENIZERS = {"single-scale (ViTok)": "tiny_single", "HieraTok": "tiny_hieratok"}
 
 
@@ -48,7 +47,7 @@ class Demo:
         # one thread a process when the processes share the cores, all of them for a single process
         threads = "1" if nproc > 1 else str(os.cpu_count() or 1)
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", threads))
-        subprocess.run(launcher + args, cwd=REPO, env=env, check=True)
+        subprocess.run(launcher + args, env=env, check=True)
 
     def _timed(self, name: str, fn) -> None:
         t0 = time.perf_counter()
@@ -69,7 +68,7 @@ class Demo:
     def train(self) -> None:
         micro = 16 // self.nproc
         for preset in TOKENIZERS.values():
-            self._cli(["train", "--config", f"configs/tokenizer/{preset}.yaml", "--run-dir", str(self.run_dir(preset)),
+            self._cli(["train", "--config", f"tokenizer/{preset}", "--run-dir", str(self.run_dir(preset)),
                        f"data.path={self.data}", f"train.max_steps={self.budget.steps}",
                        "train.global_batch_size=16", f"train.micro_batch_size={micro}",
                        f"train.warmup_steps={max(1, min(50, self.budget.steps // 10))}",
