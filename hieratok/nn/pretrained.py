@@ -34,7 +34,11 @@ def save_pretrained(model: torch.nn.Module, directory: str | Path, config: dict)
 
 
 def resolve_export_dir(path: str | Path) -> Path:
-    """A run dir (its export/) or an export dir itself."""
+    """A run dir (its export/), an export dir itself, or a Hugging Face Hub repo id (owner/name)."""
+    from hieratok.nn.hub import download, looks_like_repo_id
+
+    if looks_like_repo_id(path):
+        return download(str(path))
     p = Path(path)
     if (p / "export" / CONFIG_NAME).exists():
         return p / "export"
@@ -47,7 +51,8 @@ def resolve_export_dir(path: str | Path) -> Path:
 
 
 def load_pretrained(cls, directory: str | Path, expected_format: str, map_location="cpu"):
-    directory = Path(directory)
+    """`directory`: an export folder, a run dir (its export/) or a Hub repo id."""
+    directory = resolve_export_dir(directory) if not (Path(directory) / CONFIG_NAME).exists() else Path(directory)
     cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for p in (cfg_path, w_path):
         if not p.exists():

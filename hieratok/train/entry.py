@@ -9,6 +9,7 @@ from data_pipeline.loading.capacity import require_full_steps
 from hieratok.distributed.process_group import barrier, init_distributed
 from hieratok.distributed.randomness import seed_everything
 from hieratok.distributed.signals import PreemptionGuard, SignalStop
+from hieratok.nn.model_card import write_model_card
 from hieratok.train.backends import build_backend
 from hieratok.train.checkpoint import (
     CheckpointDirs,
@@ -138,5 +139,6 @@ def export(task, backend, run_dir: Path, info) -> Path:
     out = run_dir / "export"
     if info.is_main:
         task.export(state, out, {"weights": "ema" if use_ema else "raw"})
+        write_model_card(out, run_dir)
     barrier()
     return out
