@@ -10,7 +10,7 @@ import re
 import shlex
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -34,6 +34,11 @@ class Resources:
     qos: str | None = None
     signal_delay_s: int = 90  # USR2 this long before the time limit: room to checkpoint
     max_requeues: int = 3
+    mem: str | None = None  # per node, as sbatch --mem takes it (64G)
+    constraint: str | None = None
+    exclusive: bool = False
+    slurm_opts: dict = field(default_factory=dict)  # any other sbatch option: name -> value (True: a bare flag)
+    setup: list = field(default_factory=list)  # shell lines run in the sbatch script before srun
 
     def __post_init__(self):
         for flag, value in (("--nodes", self.nodes), ("--time", self.time_min), ("signal delay", self.signal_delay_s)):
@@ -148,9 +153,37 @@ def slurm_parameters(plan: LaunchPlan) -> dict:
         "additional_parameters": {"requeue": True},
     }
     optional = {"cpus_per_task": r.cpus_per_task, "gpus_per_node": r.gpus_per_node or None,
-                "partition": r.partition, "account": r.account, "qos": r.qos}
+                "partition": r.partition, "account": r.account, "qos": r.qos, "mem": r.mem,
+                "constraint": r.constraint, "exclusive": r.exclusive or None, "setup": list(r.setup) or None}
     params.update({k: v for k, v in optional.items() if v is not None})
+    for key, value in r.slurm_opts.items():  # submitit's own parameter where it has one, else passed through
+        if key in _submitit_parameters():
+            params[key] = value
+        else:
+            params["additional_parameters"][key] = value
     return params
+
+
+def _submitit_parameters() -> set[str]:
+    import inspect
+
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    return set(inspect.signature(_make_sbatch_string).parameters) - {"command", "folder", "map_count",
+                                                                      "additional_parameters"}
+
+
+def parse_slurm_opts(items: list[str]) -> dict:
+    """`--slurm-opt KEY=VALUE` (or a bare `KEY` for a flag) -> {key_with_underscores: value}."""
+    opts = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if not key or (eq and not value):
+            raise ConfigError(f"--slurm-opt {item!r}: expected KEY=VALUE (an sbatch option, e.g. mail-type=END) "
+                              f"or a bare KEY for a flag")
+        opts[key] = value if eq else True
+    return opts
 
 
 def submitit_command(folder: Path) -> str:

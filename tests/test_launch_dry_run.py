@@ -68,3 +68,24 @@ def test_array_over_configs(capsys, tmp_path):
 def test_bad_input_is_named(capsys, args, message):
     code, _, err = dry_run(capsys, *args)
     assert code == 2 and message in err
+
+
+def test_real_cluster_options_reach_the_sbatch_script(capsys, tmp_path):
+    code, script, _ = dry_run(capsys, "--gpus-per-node", "8", "--mem", "256G", "--constraint", "h100", "--exclusive",
+                              "--slurm-opt", "mail-type=END", "--slurm-opt", "gres=gpu:8", "--slurm-opt", "reservation=rsv",
+                              "--setup", "module load cuda/12.4", "--setup", "source /opt/env.sh",
+                              "--run-dir", str(tmp_path / "r"))
+    assert code == 0
+    flags = sbatch_flags(script)
+    assert flags["mem"] == "256G" and flags["constraint"] == "h100" and "exclusive" in flags
+    assert flags["mail-type"] == "END" and flags["gres"] == "gpu:8" and flags["reservation"] == "rsv"
+    setup_at, srun_at = script.index("module load cuda/12.4"), script.index("srun")
+    assert setup_at < script.index("source /opt/env.sh") < srun_at  # in order, before the tasks start
+
+
+def test_bad_cluster_options_are_named(capsys, tmp_path):
+    code, _, err = dry_run(capsys, "--slurm-opt", "=oops", "--run-dir", str(tmp_path / "r"))
+    assert code == 2 and "--slurm-opt '=oops'" in err
+    code = main(["launch", "--config", CONFIG, "--executor", "local", "--dry-run", "--mem", "8G",
+                 "--run-dir", str(tmp_path / "r")])
+    assert code == 2 and "--mem apply to --executor slurm only" in capsys.readouterr().err

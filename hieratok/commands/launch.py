@@ -20,6 +20,13 @@ def add_arguments(p) -> None:
                    "the job checkpoints and requeues itself before it")
     p.add_argument("--account", default=None, help="SLURM account")
     p.add_argument("--qos", default=None, help="SLURM quality of service")
+    p.add_argument("--mem", default=None, help="memory per node, as sbatch takes it (e.g. 256G)")
+    p.add_argument("--constraint", default=None, help="node features (sbatch --constraint, e.g. a100)")
+    p.add_argument("--exclusive", action="store_true", help="whole nodes (sbatch --exclusive)")
+    p.add_argument("--slurm-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, repeatable (e.g. --slurm-opt mail-type=END --slurm-opt gres=gpu:8)")
+    p.add_argument("--setup", action="append", default=[], metavar="LINE",
+                   help="a shell line the sbatch script runs before srun, repeatable (e.g. 'module load cuda')")
     p.add_argument("--array", default=None, metavar="CONFIGS_OR_SEEDS",
                    help="a job array: seeds (0-3 or 0,1,5; sets train.seed) or config files (a.yaml,b.yaml); "
                         "one run dir each under --run-dir")
@@ -33,11 +40,19 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from cluster.launch import Resources, make_plan, sbatch_script, submit, submitit_command
+    from cluster.launch import Resources, make_plan, parse_slurm_opts, sbatch_script, submit, submitit_command
+    from hieratok.config.errors import ConfigError
 
+    slurm_only = [flag for flag, given in (("--mem", args.mem), ("--constraint", args.constraint),
+                                           ("--exclusive", args.exclusive), ("--slurm-opt", args.slurm_opt),
+                                           ("--setup", args.setup)) if given]
+    if args.executor == "local" and slurm_only:
+        raise ConfigError(f"{', '.join(slurm_only)} apply to --executor slurm only")
     resources = Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node, tasks_per_node=args.tasks_per_node,
                           cpus_per_task=args.cpus_per_task, partition=args.partition, time_min=args.time,
-                          account=args.account, qos=args.qos, max_requeues=args.max_requeues)
+                          account=args.account, qos=args.qos, max_requeues=args.max_requeues, mem=args.mem,
+                          constraint=args.constraint, exclusive=args.exclusive,
+                          slurm_opts=parse_slurm_opts(args.slurm_opt), setup=list(args.setup))
     plan = make_plan(args.config, args.overrides, resources, array=args.array, run_dir=args.run_dir)
     if args.dry_run:
         if args.executor == "slurm":
