@@ -85,3 +85,41 @@ def test_python_sampling_gives_the_bytes_of_the_cli_file(tmp_path, generator_run
     assert np.array_equal(images, np.load(out)["arr_0"])
     with pytest.raises(ValueError, match="from_pretrained"):
         Generator(model.config).sample([0])
+
+
+def _stderr_on_a_terminal(args) -> str:
+    """Run `hieratok ARGS` with stderr on a pseudo-terminal, as a user at a shell sees it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal has a size
+    proc = subprocess.Popen([sys.executable, "-m", "hieratok", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=slave, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=300) == 0, b"".join(chunks).decode(errors="replace")[-2000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_a_progress_bar_on_a_terminal_and_none_with_no_progress(tmp_path, generator_run):
+    args = ["sample", "--run-dir", generator_run, "--num", "6", "--cfg-scale", "1.5", "--steps", "2",
+            "--batch-size", "2", "--out", tmp_path / "s.npz"]
+    shown = _stderr_on_a_terminal(args)
+    assert "sample:" in shown and "3/3" in shown, shown[-1000:]
+    assert "sample:" not in _stderr_on_a_terminal([*args, "--no-progress"])

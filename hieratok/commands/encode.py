@@ -11,6 +11,7 @@ import sys
 
 
 def add_arguments(p) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
     p.add_argument("--tokenizer", required=True, help="tokenizer run dir or export dir")
     p.add_argument("--data", required=True, help="prepared image shards (folder or s3:// URL)")
     p.add_argument("--out", required=True, help="latent cache folder (or s3:// URL) to write")
@@ -22,9 +23,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from hieratok import progress
+
+    progress.set_enabled(not args.no_progress)
     from data_pipeline.errors import DataError
-    from hieratok.generator.latent_cache import encode_dataset
     from hieratok.distributed.process_group import init_distributed
+    from hieratok.generator.latent_cache import encode_dataset
 
     try:
         doc = encode_dataset(args.tokenizer, args.data, args.out, flip=args.flip, split=args.split,

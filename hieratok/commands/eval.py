@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
     p.add_argument("--run-dir", required=True, help="run directory (its export/ is evaluated) or an export folder")
     p.add_argument("--data", required=True, help="prepared shards (folder or s3:// URL); its --split is read")
     p.add_argument("--metrics", default="rfid,psnr,ssim,lpips", help="comma list of rfid,psnr,ssim,lpips")
@@ -28,6 +29,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from hieratok import progress
+
+    progress.set_enabled(not args.no_progress)
     from data_pipeline.errors import DataError
     from hieratok.eval.eval_run import evaluate_export
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
     p.add_argument("--ref", required=True,
                    help="reference set: a folder of images, an ADM-layout .npz (arr_0 uint8 NHWC), prepared shards, "
                         "or a statistics .npz written by --save-stats (FID only)")
@@ -31,6 +32,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from hieratok import progress
+
+    progress.set_enabled(not args.no_progress)
     import torch
 
     from hieratok.eval.fid import SetReader, compare_sets

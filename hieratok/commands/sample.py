@@ -23,6 +23,7 @@ def _interval(text: str) -> tuple[float, float]:
 
 
 def add_arguments(p) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is drawn when stderr is not a terminal)")
     p.add_argument("--run-dir", required=True, help="generator run dir (or its export dir)")
     p.add_argument("--num", type=int, required=True, help="number of images")
     p.add_argument("--cfg-scale", type=float, required=True, help="classifier-free guidance scale (1: none)")
@@ -37,9 +38,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from hieratok import progress
+
+    progress.set_enabled(not args.no_progress)
+    from hieratok.distributed.process_group import init_distributed
     from hieratok.generator.sample_run import sample_to_npz
     from hieratok.generator.tokenizer_ref import TokenizerMismatchError
-    from hieratok.distributed.process_group import init_distributed
 
     try:
         meta = sample_to_npz(args.run_dir, args.out, num=args.num, cfg_scale=args.cfg_scale,

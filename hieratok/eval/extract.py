@@ -12,6 +12,7 @@ import torch
 
 from hieratok.eval.feature_stats import FeatureStats
 from hieratok.eval.inception import FID_FEATURE, inception_features
+from hieratok.progress import bar
 
 
 @dataclass
@@ -37,7 +38,7 @@ def extract(source, model, batch_size: int, *, keep: tuple[str, ...] = (), start
     stats = FeatureStats(2048, {"feature": FID_FEATURE})
     kept: dict[str, list[torch.Tensor]] = {k: [] for k in keep}
     seen = 0
-    for i, images in enumerate(source.iter_batches(batch_size, start_batch, stop_batch)):
+    for i, images in enumerate(bar(source.iter_batches(batch_size, start_batch, stop_batch), desc="inception features")):
         if limit is not None:
             images = images[: limit - seen]
         if len(images) == 0:

@@ -20,6 +20,7 @@ from hieratok.eval.feature_stats import FeatureStats, as_gaussian, load_stats
 from hieratok.eval.frechet import frechet_distance
 from hieratok.eval.image_metrics import psnr, ssim, to_unit_range
 from hieratok.eval.inception import FID_FEATURE, inception_features, load_inception, to_uint8
+from hieratok.progress import bar
 
 RECON_METRICS = ("rfid", "psnr", "ssim", "lpips")
 
@@ -111,7 +112,7 @@ def evaluate_reconstruction(model, batches: Iterable[dict], metrics, num_images:
     was_training = model.training
     model.eval()
     try:
-        for images, real_batch in _lockstep_batches(batches, quota):
+        for images, real_batch in bar(_lockstep_batches(batches, quota), desc="eval"):
             x = images.to(device, torch.float32)
             with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
                 recon, _ = model(x, sample=False)

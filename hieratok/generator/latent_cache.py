@@ -16,6 +16,7 @@ import torch
 
 from hieratok.generator.normalization import LatentStats
 from hieratok.generator.tokenizer_ref import TokenizerRef, load_frozen_tokenizer, tokenizer_ref
+from hieratok.progress import bar
 
 FLIP_SUFFIX = "@flip"
 FINGERPRINT_FILE = "encode.json"
@@ -94,7 +95,7 @@ def encode_dataset(tokenizer: str, data: str, out: str, *, flip: bool = False, s
         loader = build_loader(data_cfg, info.rank, info.world_size, 0, batch_size=batch_size, train=False)
         written: list[str] = []
         with writer:
-            for batch in loader:
+            for batch in bar(loader, desc="encode"):
                 images, labels, keys = batch["image"].to(info.device), batch["label"], list(batch["key"])
                 writer.write_batch(model.encode(images).float(), labels, keys)
                 written += keys

@@ -19,6 +19,7 @@ import numpy as np
 from hieratok.generator.images import GeneratorBundle, bundle_for, generate, sample_batches
 from hieratok.generator.model import Generator
 from hieratok.generator.sampler import Guidance, balanced_labels
+from hieratok.progress import bar
 
 
 def load_bundle(run_dir: str | Path, device="cpu") -> GeneratorBundle:
@@ -64,7 +65,7 @@ def sample_to_npz(run_dir: str | Path, out: str | Path, *, num: int, cfg_scale: 
     labels = balanced_labels(num, bundle.model.config.num_classes)
     mine = sample_batches(num, batch_size)[info.rank::info.world_size]
     images = [generate(bundle, idx, labels[idx.start:idx.stop], seed=seed, steps=steps, sampler=sampler,
-                       guidance=guidance, device=info.device) for idx in mine]
+                       guidance=guidance, device=info.device) for idx in bar(mine, desc="sample")]
     h, w = bundle.tokenizer.config.image_size, bundle.tokenizer.config.image_size
     part = {"index": np.concatenate([np.arange(i.start, i.stop) for i in mine]) if mine else np.zeros(0, np.int64),
             "images": np.concatenate(images) if images else np.zeros((0, h, w, 3), np.uint8)}
