@@ -12,9 +12,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.timeout(900)
 def test_the_wheel_works_outside_the_checkout(tmp_path, embedded_mds):
-    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    wheels, site, src = tmp_path / "wheels", tmp_path / "site", tmp_path / "src"
+    # build from a copy of the source files (tracked or new, not ignored): the build leaves the checkout as it was
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout
+    src.mkdir()
+    subprocess.run(["tar", "--null", "-T", "-", "-cf", str(tmp_path / "src.tar")], cwd=REPO, input=files, check=True)
+    subprocess.run(["tar", "-xf", str(tmp_path / "src.tar")], cwd=src, check=True)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=600)
+                            "-w", str(wheels), str(src)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next(wheels.glob("hieratok-*.whl"))
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),

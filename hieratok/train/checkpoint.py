@@ -31,6 +31,15 @@ from hieratok.train.loop import LoopState
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
 STATE_FILE = "trainer_state.json"
+RNG_DIR = "rng"          # rng/rank_R.pt
+DCP_DIR = "dcp"          # DDP / FSDP2 tensors (torch.distributed.checkpoint)
+DS_DIR = "ds"            # DeepSpeed's own checkpoint folder, one tag:
+DS_TAG = "state"         #   ds/state/ (and ds/state_universal/ once converted for another world size)
+DS_EXTRA = "extra.pt"    # DeepSpeed runs: EMA and auxiliary models (rank 0)
+
+
+def rng_file(checkpoint: Path, rank: int) -> Path:
+    return checkpoint / RNG_DIR / f"rank_{rank}.pt"
 
 
 def step_name(step: int) -> str:
@@ -137,7 +146,7 @@ class Checkpointer:
         info = self.info
         if info.is_main:
             staging = self.dirs.prepare_staging(state.step)
-            (staging / "rng").mkdir()
+            (staging / RNG_DIR).mkdir()
         barrier()
         staging = self.dirs.staging(state.step)
         self.backend.save(staging)
@@ -145,7 +154,7 @@ class Checkpointer:
             rng, data_state = boundary["rng"], boundary["data_state"]
         else:
             rng, data_state = rng_state(), loader.state_dict() if hasattr(loader, "state_dict") else None
-        torch.save(rng, staging / "rng" / f"rank_{info.rank}.pt")
+        torch.save(rng, rng_file(staging, info.rank))
         barrier()
         final = self.dirs.root / staging.name.removeprefix(".tmp-")
         if info.is_main:
@@ -181,8 +190,8 @@ class Checkpointer:
             raise CheckpointUnreadable(_first_line(e)) from e
         if saved.get("data_state") is not None and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(saved["data_state"])
-        rng_file = checkpoint / "rng" / f"rank_{self.info.rank}.pt"
-        if saved["world_size"] == self.info.world_size and rng_file.exists():
-            set_rng_state(torch.load(rng_file, weights_only=False))
+        rng = rng_file(checkpoint, self.info.rank)
+        if saved["world_size"] == self.info.world_size and rng.exists():
+            set_rng_state(torch.load(rng, weights_only=False))
         fields = {f.name for f in dataclasses.fields(LoopState)}
         return LoopState(**{k: v for k, v in saved.items() if k in fields}), saved

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from hieratok.nn.model_card import write_model_card
-from hieratok.train.checkpoint import CheckpointDirs, read_trainer_state
+from hieratok.train.checkpoint import DCP_DIR, DS_DIR, DS_EXTRA, DS_TAG, CheckpointDirs, read_trainer_state
 
 
 def export_from_checkpoint(run_dir: str | Path, weights: str = "ema", out: str | Path | None = None) -> Path:
@@ -45,17 +45,17 @@ def _dcp_state(checkpoint: Path, model: torch.nn.Module, use_ema: bool) -> dict[
     if use_ema:
         target["ema"] = {n: p.detach().clone().float() for n, p in model.named_parameters() if p.requires_grad}
     with single_process_is_intended():
-        dcp.load({"train": target}, checkpoint_id=str(checkpoint / "dcp"))  # reshards from any world size
+        dcp.load({"train": target}, checkpoint_id=str(checkpoint / DCP_DIR))  # reshards from any world size
     if use_ema:
         state.update({k: v.to(state[k].dtype) for k, v in target["ema"].items()})
     return state
 
 
 def _deepspeed_state(checkpoint: Path, model: torch.nn.Module, use_ema: bool) -> dict[str, torch.Tensor]:
-    extra = torch.load(checkpoint / "extra.pt", map_location="cpu", weights_only=False)
+    extra = torch.load(checkpoint / DS_EXTRA, map_location="cpu", weights_only=False)
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint / "ds"), tag="state")
+    state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint / DS_DIR), tag=DS_TAG)
     state = {k: v.to(model.state_dict()[k].dtype) for k, v in state.items()}
     if use_ema and extra.get("ema"):
         state.update(extra["ema"])

@@ -19,9 +19,9 @@ import torch.nn as nn
 
 from hieratok.distributed.process_group import barrier
 from hieratok.train.backends.base import Backend, compile_blocks
+from hieratok.train.checkpoint import DS_DIR, DS_EXTRA, DS_TAG
 from hieratok.train.optim import param_groups, scaled_lr, set_lr
 
-STATE_TAG = "state"
 
 
 def _ds_config(cfg, world_size: int, universal: bool) -> dict:
@@ -144,24 +144,24 @@ class DeepSpeedBackend(Backend):
     def save(self, folder: Path) -> None:
         from deepspeed.checkpoint.constants import UNIVERSAL_CHECKPOINT_INFO
 
-        self.engine.save_checkpoint(str(folder / "ds"), tag=STATE_TAG,
+        self.engine.save_checkpoint(str(folder / DS_DIR), tag=DS_TAG,
                                     client_state={UNIVERSAL_CHECKPOINT_INFO: {}}, save_latest=False)
         extra = {"ema": self.ema.full_state_dict() if self.ema is not None else None}
         extra["aux"] = {name: {"model": m.state_dict(), "optim": o.state_dict()} for name, (m, o) in self.aux.items()}
         if self.info.rank == 0:
-            torch.save(extra, folder / "extra.pt")
+            torch.save(extra, folder / DS_EXTRA)
 
     def load(self, folder: Path, saved_world_size: int) -> None:
-        ds_dir = folder / "ds"
-        tag = STATE_TAG
+        ds_dir = folder / DS_DIR
+        tag = DS_TAG
         if saved_world_size != self.info.world_size:
-            tag = f"{STATE_TAG}_universal"
+            tag = f"{DS_TAG}_universal"
             if self.info.rank == 0 and not (ds_dir / tag).exists():
-                convert_to_universal(ds_dir / STATE_TAG, ds_dir / tag)
+                convert_to_universal(ds_dir / DS_TAG, ds_dir / tag)
             barrier()
         self.engine.load_checkpoint(str(ds_dir), tag=tag, load_optimizer_states=True,
                                     load_lr_scheduler_states=False, load_module_strict=True)
-        extra = torch.load(folder / "extra.pt", map_location="cpu", weights_only=False)
+        extra = torch.load(folder / DS_EXTRA, map_location="cpu", weights_only=False)
         if self.ema is not None and extra["ema"] is not None:
             self.ema.load_full_state_dict(extra["ema"])
         for name, (m, o) in self.aux.items():

@@ -18,6 +18,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.checkpoint.stateful import Stateful
 
 from hieratok.train.backends.base import Backend, compile_blocks
+from hieratok.train.checkpoint import DCP_DIR
 from hieratok.train.ema import EMA
 from hieratok.train.optim import build_adamw, set_lr
 
@@ -97,11 +98,11 @@ class TorchBackend(Backend):
 
     def save(self, folder: Path) -> None:
         with single_process_is_intended():
-            dcp.save({"train": self._state()}, checkpoint_id=str(folder / "dcp"))
+            dcp.save({"train": self._state()}, checkpoint_id=str(folder / DCP_DIR))
 
     def load(self, folder: Path, saved_world_size: int) -> None:
         with single_process_is_intended():
-            dcp.load({"train": self._state()}, checkpoint_id=str(folder / "dcp"))
+            dcp.load({"train": self._state()}, checkpoint_id=str(folder / DCP_DIR))
 
     def export_state_dict(self, use_ema: bool) -> dict[str, torch.Tensor] | None:
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
