@@ -9,29 +9,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from hieratok.metrics_file import read_records  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from preset_cost import train_speed  # noqa: E402  (one way to time a `hieratok train`)
 
 
 def train(run_dir: Path, data: Path, preset: str, steps: int, batch: int, backend: str, precision: str) -> float:
     """Median images/s of the log rows after the first (start-up and first-step costs excluded)."""
-    cmd = [sys.executable, "-m", "hieratok", "train", "--config", f"configs/tokenizer/{preset}.yaml",
-           "--run-dir", str(run_dir), f"data.path={data}", f"train.max_steps={steps}",
-           f"train.global_batch_size={batch}", f"train.micro_batch_size={batch}", "logging.every_steps=1",
-           "logging.progress=false", "checkpoint.every_steps=0", "loss.lpips.weight=0", "loss.gan.weight=0",
-           f"dist.backend={backend}", f"dist.mixed_precision={precision}", "train.ema_decay=0"]
-    env = dict(os.environ, WANDB_MODE="disabled", PYTHONWARNINGS="ignore")
-    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True)
-    rows = read_records(run_dir / "metrics.jsonl")
-    speeds = [r["images_per_s"] for r in rows if "images_per_s" in r][1:]
-    return statistics.median(speeds)
+    return train_speed(run_dir, f"configs/tokenizer/{preset}.yaml", [
+        f"data.path={data}", f"train.max_steps={steps}", f"train.global_batch_size={batch}",
+        f"train.micro_batch_size={batch}", "logging.every_steps=1", "logging.progress=false", "checkpoint.every_steps=0",
+        "loss.lpips.weight=0", "loss.gan.weight=0", f"dist.backend={backend}", f"dist.mixed_precision={precision}",
+        "train.ema_decay=0"])
 
 
 def main() -> None:
