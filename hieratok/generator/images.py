@@ -2,6 +2,7 @@
 batches in which `hieratok sample` and `Generator.sample` make the same bytes."""
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,22 @@ def generate(bundle: GeneratorBundle, indices: range, labels: torch.Tensor, *, s
              sampler: str, guidance: Guidance, device) -> np.ndarray:
     """uint8 NHWC images of samples `indices` with their `labels`."""
     noise = per_sample_noise(seed, indices, bundle.model.latent_shape, device)
-    velocity = guided_velocity(bundle.model, bundle.model.null_class, guidance)
+    guided = guided_velocity(bundle.model, bundle.model.null_class, guidance)
+
+    def velocity(x, t, y):  # the networks in bf16 on CUDA; the ODE state stays fp32
+        with network_precision(x.device):
+            return guided(x, t, y).float()
+
     x = sample(velocity, noise, labels.to(device), steps, sampler)
-    return to_uint8_nhwc(bundle.tokenizer.decode(bundle.stats.denormalize(x)))
+    with network_precision(x.device):
+        images = bundle.tokenizer.decode(bundle.stats.denormalize(x)).float()
+    return to_uint8_nhwc(images)
+
+
+def network_precision(device: torch.device):
+    """bf16 autocast for sampling and encoding on CUDA (the integration and the statistics stay fp32);
+    fp32 on a CPU, where bf16 is slower (bench/precision_cpu.py)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def sample_batches(num: int, batch_size: int) -> list[range]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hieratok.generator.images import network_precision
 from hieratok.generator.normalization import LatentStats
 from hieratok.generator.tokenizer_ref import TokenizerRef, load_frozen_tokenizer, tokenizer_ref
 from hieratok.progress import bar
@@ -97,17 +98,20 @@ def encode_dataset(tokenizer: str, data: str, out: str, *, flip: bool = False, s
         with writer:
             for batch in bar(loader, desc="encode"):
                 images, labels, keys = batch["image"].to(info.device), batch["label"], list(batch["key"])
-                writer.write_batch(model.encode(images).float(), labels, keys)
+                with network_precision(info.device):
+                    writer.write_batch(model.encode(images).float(), labels, keys)
+                    if flip:
+                        writer.write_batch(model.encode(images.flip(-1)).float(), labels,
+                                           [k + FLIP_SUFFIX for k in keys])
                 written += keys
-                if flip:
-                    writer.write_batch(model.encode(images.flip(-1)).float(), labels, [k + FLIP_SUFFIX for k in keys])
         open_destination(out).write_text(_keys_file(info.rank, info.world_size), "\n".join(written))
     barrier()
     doc = None
     if info.is_main:
         repeats = _count_repeated_keys(out, info.world_size)
         metadata = {"tokenizer": ref.to_dict(), "source": data, "split": split, "flip": flip,
-                    "latent": "posterior mean", "resolution": model.config.image_size, "repeated_images": repeats}
+                    "latent": "posterior mean", "precision": "bf16 autocast" if info.device.type == "cuda" else "fp32",
+                    "resolution": model.config.image_size, "repeated_images": repeats}
         doc = merge_latent_parts(out, world_size=info.world_size, metadata=metadata)
     return broadcast_object(doc)
 

@@ -74,7 +74,9 @@ def sample_to_npz(run_dir: str | Path, out: str | Path, *, num: int, cfg_scale: 
         "generator": str(bundle.export_dir), "tokenizer": bundle.tokenizer_ref.to_dict(),
         "num": num, "num_classes": bundle.model.config.num_classes, "labels": "i mod num_classes",
         "cfg_scale": cfg_scale, "cfg_interval": list(guidance.interval), "steps": steps, "sampler": sampler,
-        "seed": seed, "batch_size": batch_size, "noise": "per sample: keyed by (seed, i)",
+        "seed": seed, "batch_size": batch_size,
+        "precision": "bf16 autocast networks, fp32 ODE" if info.device.type == "cuda" else "fp32",
+        "noise": "per sample: keyed by (seed, i)",
         "flow": "x_t = (1 - t) x0 + t noise, integrated from t = 1 to t = 0", "layout": "arr_0 uint8 NHWC",
     }
     barrier()
