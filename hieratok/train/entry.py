@@ -1,4 +1,5 @@
-"""`train(cfg, run_dir)`: assemble a run from its parts and run it; resumes from `latest`."""
+"""`train(cfg, run_dir)`: a `Trainer` builds the run from its parts, resuming from the newest readable
+checkpoint, and runs it; a stop signal during the build leaves the run dir as it was."""
 from __future__ import annotations
 
 import sys
@@ -40,85 +41,102 @@ def train(cfg, run_dir: str | Path) -> TrainResult:
 def _train(cfg, run_dir: Path, guard: PreemptionGuard) -> TrainResult:
     try:
         with guard.raising():  # nothing trained yet: a stop signal ends setup at once
-            info, task, backend, loader, checkpointer, state, monitor, periodic = _setup(cfg, run_dir, guard)
+            trainer = Trainer(cfg, run_dir, guard)
     except BaseException as e:
         if not (isinstance(e, SignalStop) or guard.requested):  # a peer's exit on a signal fails collectives
             raise
         return _stopped_in_setup(run_dir, guard)
-    loop = TrainLoop(cfg=cfg, run_dir=run_dir, info=info, task=task, backend=backend, loader=loader,
-                     monitor=monitor, checkpointer=checkpointer, guard=guard, state=state,
-                     periodic=periodic)
-    try:
-        result = loop.run()
-    finally:
-        loop.close()
-        monitor.close()
-    if result.preempted:
-        guard.forward_to_previous_handler()  # e.g. submitit's requeue, now that the checkpoint is safe
-    if not result.finished:
-        return result
-    guard.uninstall()
-    export(task, backend, run_dir, info)
-    return result
+    return trainer.run()
 
 
-def _setup(cfg, run_dir: Path, guard: PreemptionGuard):
-    info = init_distributed(force_process_group=cfg.dist.backend != "ddp", timeout_s=cfg.dist.timeout_s)
-    seed_everything(cfg.train.seed)  # identical initial weights on every rank (FSDP2 does not broadcast)
-    dirs = CheckpointDirs(run_dir, cfg.checkpoint.keep_last)
-    if info.is_main:
-        write_config(run_dir, cfg)
-        dirs.remove_stale_staging()
-    barrier()
-    cfg.dist.mixed_precision, warning = resolve_precision(cfg.dist.mixed_precision, info.device)  # config.yaml keeps `auto`
-    if warning and info.is_main:
-        print(f"hieratok train: warning: {warning}", file=sys.stderr, flush=True)
-    latest = dirs.latest()
-    saved_world = read_trainer_state(latest)["world_size"] if latest else info.world_size
+class Trainer:
+    """One run. Construction builds its parts in order: the process group, the run dir, the task and
+    its model inside the backend (DDP / FSDP2 / DeepSpeed), the auxiliary models, the loader, the
+    restored checkpoint (the newest readable one), the monitor and the periodic work. `run()` trains
+    (TrainLoop: the step, logging, checkpoints, stop signals) and, when the run finished, exports."""
 
-    task = build_task(cfg)
-    backend = build_backend(cfg.dist.backend, model=task.build_model(), task=task, cfg=cfg, info=info,
-                            saved_world_size=saved_world)
-    for name, (module, lr) in task.aux_modules().items():  # the discriminator, when the GAN term is on
-        task.bind_aux(name, backend.aux.add(name, module, lr))
-    seed_everything(cfg.train.seed + info.rank)
-    task.to(info.device, info.rank, info.world_size)
+    def __init__(self, cfg, run_dir: Path, guard: PreemptionGuard):
+        self.cfg, self.run_dir, self.guard = cfg, run_dir, guard
+        info = self.info = init_distributed(force_process_group=cfg.dist.backend != "ddp",
+                                            timeout_s=cfg.dist.timeout_s)
+        seed_everything(cfg.train.seed)  # identical initial weights on every rank (FSDP2 does not broadcast)
+        self.dirs = CheckpointDirs(run_dir, cfg.checkpoint.keep_last)
+        if info.is_main:
+            write_config(run_dir, cfg)
+            self.dirs.remove_stale_staging()
+        barrier()
+        # config.yaml keeps `auto`; the run uses what it resolves to on this device
+        cfg.dist.mixed_precision, warning = resolve_precision(cfg.dist.mixed_precision, info.device)
+        if warning and info.is_main:
+            print(f"hieratok train: warning: {warning}", file=sys.stderr, flush=True)
+        latest = self.dirs.latest()
+        saved_world = read_trainer_state(latest)["world_size"] if latest else info.world_size
 
-    from data_pipeline import build_loader
+        task = self.task = build_task(cfg)
+        self.backend = build_backend(cfg.dist.backend, model=task.build_model(), task=task, cfg=cfg, info=info,
+                                     saved_world_size=saved_world)
+        for name, (module, lr) in task.aux_modules().items():  # the discriminator, when the GAN term is on
+            task.bind_aux(name, self.backend.aux.add(name, module, lr))
+        seed_everything(cfg.train.seed + info.rank)
+        task.to(info.device, info.rank, info.world_size)
 
-    loader = build_loader(cfg.data, info.rank, info.world_size, cfg.train.seed,
-                          batch_size=cfg.train.micro_batch_size, train=True)
-    require_full_steps(loader, global_batch=cfg.train.global_batch_size, micro_batch=cfg.train.micro_batch_size,
-                       world_size=info.world_size, rank=info.rank)
-    holder: dict = {}
-    checkpointer = Checkpointer(cfg, run_dir, info, backend, lambda: holder["monitor"].wandb_run_id)
-    state, wandb_id, restore_s, unreadable = LoopState(), None, None, []
-    for candidate in dirs.candidates():
-        t0 = time.perf_counter()
-        try:
-            state, saved = checkpointer.restore(candidate, loader)
-        except CheckpointUnreadable as e:
-            unreadable.append((candidate, str(e)))
-            if info.is_main:
-                print(f"hieratok train: warning: checkpoint {candidate} is unreadable ({unreadable[-1][1]}); "
-                      f"trying the one before it", file=sys.stderr, flush=True)
-            continue
-        latest, wandb_id, restore_s = candidate, saved.get("wandb_run_id"), time.perf_counter() - t0
-        break
-    else:
+        from data_pipeline import build_loader
+
+        self.loader = build_loader(cfg.data, info.rank, info.world_size, cfg.train.seed,
+                                   batch_size=cfg.train.micro_batch_size, train=True)
+        require_full_steps(self.loader, global_batch=cfg.train.global_batch_size,
+                           micro_batch=cfg.train.micro_batch_size, world_size=info.world_size, rank=info.rank)
+        self.checkpointer = Checkpointer(cfg, run_dir, info, self.backend, lambda: self.monitor.wandb_run_id)
+        self.state, wandb_id, restored, unreadable = self._restore()
+        self.monitor = Monitor(cfg, run_dir, info.is_main, self.state.step, wandb_id)
+        for path, why in unreadable:
+            self.monitor.log_event(self.state.step, {"event": "checkpoint_unreadable", "path": str(path),
+                                                     "error": why})
+        if restored is not None:
+            path, seconds = restored
+            self.monitor.log_event(self.state.step, {"event": "resumed", "path": str(path), "seconds": seconds,
+                                                     "saved_world_size": saved_world, "world_size": info.world_size})
+        # a single process leaves an evaluation on a stop signal; several ranks finish it together
+        self.periodic = PeriodicWork(cfg, info, task, self.monitor,
+                                     should_stop=lambda: info.world_size == 1 and guard.requested)
+
+    def _restore(self):
+        """(loop state, W&B run id, (checkpoint, seconds) or None, [(unreadable checkpoint, why)]): the
+        newest checkpoint that loads; a damaged one is reported and the one before it tried."""
+        unreadable = []
+        for candidate in self.dirs.candidates():
+            t0 = time.perf_counter()
+            try:
+                state, saved = self.checkpointer.restore(candidate, self.loader)
+            except CheckpointUnreadable as e:
+                unreadable.append((candidate, str(e)))
+                if self.info.is_main:
+                    print(f"hieratok train: warning: checkpoint {candidate} is unreadable ({e}); trying the one "
+                          f"before it", file=sys.stderr, flush=True)
+                continue
+            return state, saved.get("wandb_run_id"), (candidate, time.perf_counter() - t0), unreadable
         if unreadable:
-            raise CheckpointError(f"no checkpoint in {dirs.root} can be read, so nothing was trained: "
+            raise CheckpointError(f"no checkpoint in {self.dirs.root} can be read, so nothing was trained: "
                                   + "; ".join(f"{p.name}: {why}" for p, why in unreadable)
                                   + " (move them away to start over)")
-    monitor = holder["monitor"] = Monitor(cfg, run_dir, info.is_main, state.step, wandb_id)
-    for path, why in unreadable:
-        monitor.log_event(state.step, {"event": "checkpoint_unreadable", "path": str(path), "error": why})
-    if restore_s is not None:
-        monitor.log_event(state.step, {"event": "resumed", "path": str(latest), "seconds": restore_s,
-                                       "saved_world_size": saved_world, "world_size": info.world_size})
-    # a single process leaves an evaluation on a stop signal; several ranks finish it together
-    periodic = PeriodicWork(cfg, info, task, monitor, should_stop=lambda: info.world_size == 1 and guard.requested)
-    return info, task, backend, loader, checkpointer, state, monitor, periodic
+        return LoopState(), None, None, unreadable
+
+    def run(self) -> TrainResult:
+        loop = TrainLoop(cfg=self.cfg, run_dir=self.run_dir, info=self.info, task=self.task, backend=self.backend,
+                         loader=self.loader, monitor=self.monitor, checkpointer=self.checkpointer, guard=self.guard,
+                         state=self.state, periodic=self.periodic)
+        try:
+            result = loop.run()
+        finally:
+            loop.close()
+            self.monitor.close()
+        if result.preempted:
+            self.guard.forward_to_previous_handler()  # e.g. submitit's requeue, now that the checkpoint is safe
+        if not result.finished:
+            return result
+        self.guard.uninstall()
+        export(self.task, self.backend, self.run_dir, self.info)
+        return result
 
 
 def _stopped_in_setup(run_dir: Path, guard: PreemptionGuard) -> TrainResult:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from data_pipeline.errors import DataError
+from hieratok.config.errors import ConfigError
 from data_pipeline.loading.batch_wait import BatchFetcher, WaitAbandoned
 from hieratok.distributed.process_group import all_reduce_sum
 from hieratok.distributed.randomness import rng_state
@@ -63,8 +64,8 @@ class TrainLoop:
         t = cfg.train
         self.accum = t.global_batch_size // (t.micro_batch_size * info.world_size)
         if self.accum * t.micro_batch_size * info.world_size != t.global_batch_size:
-            raise ValueError(
-                f"train.global_batch_size {t.global_batch_size} is not micro_batch_size {t.micro_batch_size} "
+            raise ConfigError(
+                f"train.global_batch_size {t.global_batch_size} is not train.micro_batch_size {t.micro_batch_size} "
                 f"x world size {info.world_size} x an integer number of accumulation steps"
             )
         self._iter = None
