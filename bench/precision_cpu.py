@@ -24,7 +24,8 @@ def train(run_dir: Path, data: Path, preset: str, steps: int, batch: int, backen
     """Median images/s of the log rows after the first (start-up and first-step costs excluded)."""
     return train_speed(run_dir, f"configs/tokenizer/{preset}.yaml", [
         f"data.path={data}", f"train.max_steps={steps}", f"train.global_batch_size={batch}",
-        f"train.micro_batch_size={batch}", "logging.every_steps=1", "logging.progress=false", "checkpoint.every_steps=0",
+        f"train.micro_batch_size={batch}", "logging.every_steps=1", "logging.progress=false",
+        "checkpoint.every_steps=0",
         "loss.lpips.weight=0", "loss.gan.weight=0", f"dist.backend={backend}", f"dist.mixed_precision={precision}",
         "train.ema_decay=0"])
 

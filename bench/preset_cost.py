@@ -72,7 +72,8 @@ def measure(tmp: Path, preset: str, steps: int) -> dict:
 
     cfg = load_config(preset)
     batch = 16 if ("tiny" in preset or "cpu64" in preset) else 4  # cluster presets: what fits a laptop
-    common = [*LAPTOP, f"train.max_steps={steps}", f"train.global_batch_size={batch}", f"train.micro_batch_size={batch}"]
+    common = [*LAPTOP, f"train.max_steps={steps}", f"train.global_batch_size={batch}",
+              f"train.micro_batch_size={batch}"]
     if cfg.task == "tokenizer":
         extra = [*TOKENIZER_ONLY, f"data.path={_data(tmp, cfg.model.image_size)}"]
     else:

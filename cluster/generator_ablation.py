@@ -104,7 +104,8 @@ def load_generator_ablation(path: str | Path) -> GeneratorAblationSpec:
     raw = read_spec_file(path, "generator ablation", GeneratorAblationSpec, ("tokenizers", "config"))
     beside = path.parent / raw["config"]
     raw["config"] = str(beside.resolve() if beside.exists() else resolve_preset_path(raw["config"]))
-    raw["tokenizers"] = str((path.parent / raw["tokenizers"]).resolve()) if "://" not in raw["tokenizers"] else raw["tokenizers"]
+    if "://" not in raw["tokenizers"]:
+        raw["tokenizers"] = str((path.parent / raw["tokenizers"]).resolve())
     for key, kind in (("runs", RunsSpec), ("quick", GeneratorQuickSpec)):
         try:
             raw[key] = kind(**raw.get(key, {}))
@@ -176,7 +177,8 @@ def run_generator_ablation(spec: GeneratorAblationSpec, out: str | Path, *, quic
     curves = {arm: {s: read_curve(run_dir_of(out, arm, s)) if (run_dir_of(out, arm, s) / DONE).exists() else []
                     for s in spec.seeds} for arm in spec.arms}
     table = convergence_table(curves, spec.arms[0], spec.smoothing_window, spec.target_loss)
-    protocol = {"tokenizers": spec.tokenizers, "tokenizer_seed": spec.tokenizer_seed, "generator_config": spec.config,
+    protocol = {"tokenizers": spec.tokenizers, "tokenizer_seed": spec.tokenizer_seed,
+                "generator_config": spec.config,
                 "overrides": spec.overrides, "seeds": spec.seeds, "quick": quick, "caches": caches,
                 "loss": "flow-matching MSE on per-channel normalised latents (comparable across latent spaces)",
                 "data_order": "identical for every arm of a seed: the loader's order depends on data and train.seed only"}
