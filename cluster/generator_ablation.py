@@ -95,7 +95,12 @@ class GeneratorAblationSpec:
 
 
 def is_generator_ablation(path: Path) -> bool:
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    """A `task: generator` file; a file that does not parse is left to the tokenizer ablation's reader,
+    which names the problem."""
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception:  # noqa: BLE001 - YAML's parser errors have no common public base
+        return False
     return isinstance(raw, dict) and raw.get("task") == "generator"
 
 
