@@ -90,12 +90,22 @@ def _run_trials(spec: AblationSpec, out: Path, data_path: str, weights, referenc
                                      reference=reference)
     resources = ({"cpu": spec.runs.cpus_per_worker, "gpu": spec.runs.gpus_per_worker} if spec.workers == 1
                  else {"cpu": 0.01})  # a multi-worker run only drives its TorchTrainer
+    return run_grid(trainable, resources, list(spec.arms), spec.seeds, spec.runs.max_concurrent, out, "ablation",
+                    address)
+
+
+def run_grid(trainable, resources: dict, arms: list[str], seeds: list[int], max_concurrent: int, out: Path,
+             name: str, address: str | None) -> list[str]:
+    """`trainable({"arm", "seed"})` for every arm x seed as Ray Tune trials, `max_concurrent` at a time, state
+    under OUT/ray; returns "ARM/seedS: error" for each trial that failed."""
+    from ray import tune
+
     connect(address)
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
-        param_space={"arm": tune.grid_search(list(spec.arms)), "seed": tune.grid_search(list(spec.seeds))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.runs.max_concurrent, reuse_actors=False),
-        run_config=tune.RunConfig(name=f"ablation-{int(time.time())}", storage_path=str(out / "ray"), verbose=1),
+        param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(list(seeds))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
+        run_config=tune.RunConfig(name=f"{name}-{int(time.time())}", storage_path=str(out / "ray"), verbose=1),
     )
     grid = tuner.fit()
     return [f"{r.config['arm']}/seed{r.config['seed']}: {r.error}" for r in grid if r.error is not None]

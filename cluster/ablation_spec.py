@@ -101,11 +101,16 @@ class AblationSpec:
         if seeds is not None:
             spec.seeds = list(seeds)
         if arms is not None:
-            unknown = [a for a in arms if a not in self.arms]
-            if unknown:
-                raise ConfigError(f"--arms {unknown}: not arms of ablation '{self.name}' ({', '.join(self.arms)})")
-            spec.arms = {a: self.arms[a] for a in arms}
+            spec.arms = {a: self.arms[a] for a in pick_arms(arms, self.arms, self.name)}
         return spec
+
+
+def pick_arms(requested: list[str], known, ablation: str) -> list[str]:
+    """`--arms`: the requested arms, each one of the ablation's (`known`), else a ConfigError naming them."""
+    unknown = [a for a in requested if a not in known]
+    if unknown:
+        raise ConfigError(f"--arms {unknown}: not arms of ablation '{ablation}' ({', '.join(known)})")
+    return list(requested)
 
 
 def load_ablation(path: str | Path) -> AblationSpec:

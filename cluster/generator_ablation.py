@@ -30,9 +30,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from cluster.ablation import run_dir_of
-from cluster.ablation_spec import RUN_OVERRIDES, RunsSpec
+from cluster.ablation_spec import RUN_OVERRIDES, RunsSpec, pick_arms
 from cluster.spec_file import read_spec_file
-from cluster.sweep import connect
 from cluster.sweep_trial import train_in_process
 from hieratok.config.errors import ConfigError
 from hieratok.config.loader import load_config, resolve_preset_path
@@ -87,10 +86,7 @@ class GeneratorAblationSpec:
         if seeds is not None:
             spec.seeds = list(seeds)
         if arms is not None:
-            unknown = [a for a in arms if a not in self.arms]
-            if unknown:
-                raise ConfigError(f"--arms {unknown}: not arms of ablation '{self.name}' ({', '.join(self.arms)})")
-            spec.arms = list(arms)
+            spec.arms = pick_arms(arms, self.arms, self.name)
         return spec
 
 
@@ -162,23 +158,17 @@ def run_generator_ablation(spec: GeneratorAblationSpec, out: str | Path, *, quic
                            address: str | None = None):
     from ray import tune
 
-    from cluster.ablation import AblationOutcome
+    from cluster.ablation import AblationOutcome, run_grid
     from hieratok.eval.convergence import convergence_table, read_curve, write_convergence_report
 
     spec = spec.narrowed(quick, seeds, arms)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     caches = _encode_caches(spec, out)
-    connect(address)
-    tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(train_one, spec=spec, out=str(out), caches=caches),
-                            {"cpu": spec.runs.cpus_per_worker, "gpu": spec.runs.gpus_per_worker}),
-        param_space={"arm": tune.grid_search(spec.arms), "seed": tune.grid_search(list(spec.seeds))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.runs.max_concurrent, reuse_actors=False),
-        run_config=tune.RunConfig(name=f"generator-ablation-{int(time.time())}", storage_path=str(out / "ray"),
-                                  verbose=1),
-    )
-    failed = [f"{r.config['arm']}/seed{r.config['seed']}: {r.error}" for r in tuner.fit() if r.error is not None]
+    trainable = tune.with_parameters(train_one, spec=spec, out=str(out), caches=caches)
+    resources = {"cpu": spec.runs.cpus_per_worker, "gpu": spec.runs.gpus_per_worker}
+    failed = run_grid(trainable, resources, spec.arms, spec.seeds, spec.runs.max_concurrent, out,
+                      "generator-ablation", address)
     curves = {arm: {s: read_curve(run_dir_of(out, arm, s)) if (run_dir_of(out, arm, s) / DONE).exists() else []
                     for s in spec.seeds} for arm in spec.arms}
     table = convergence_table(curves, spec.arms[0], spec.smoothing_window, spec.target_loss)

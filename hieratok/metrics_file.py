@@ -65,7 +65,4 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 def read_records(path: str | Path) -> list[dict]:
     """Every complete record of a metrics.jsonl in file order, events included (a torn line skipped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [record for line in path.read_bytes().splitlines() if (record := _parse(line)) is not None]
+    return MetricsTail(path).read_new()

@@ -8,13 +8,13 @@ import sys
 import pytest
 
 from hieratok.metrics_file import read_records
-from train_runs import REPO, env, run_train, tiny_overrides
+from train_runs import REPO, env, metrics, run_train, tiny_overrides
 
 FIRST, EVERY, MORE = 6, 2, 8
 
 
 def _steps(run_dir) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_records(run_dir / "metrics.jsonl") if "loss" in r}
+    return {r["step"]: r["loss"] for r in metrics(run_dir)}
 
 
 @pytest.mark.parametrize("backend, damaged", [

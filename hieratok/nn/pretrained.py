@@ -52,7 +52,7 @@ def resolve_export_dir(path: str | Path) -> Path:
 
 def load_pretrained(cls, directory: str | Path, expected_format: str, map_location="cpu"):
     """`directory`: an export folder, a run dir (its export/) or a Hub repo id."""
-    directory = resolve_export_dir(directory) if not (Path(directory) / CONFIG_NAME).exists() else Path(directory)
+    directory = resolve_export_dir(directory)
     cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for p in (cfg_path, w_path):
         if not p.exists():

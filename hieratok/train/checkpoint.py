@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.distributed.checkpoint import CheckpointException
 
 from hieratok.config.errors import UserError
 from hieratok.distributed.process_group import barrier
@@ -182,11 +183,8 @@ class Checkpointer:
             )
         try:
             self.backend.load(checkpoint, saved["world_size"])
-        except Exception as e:  # noqa: BLE001 - a damaged checkpoint fails in the backend's own ways
-            raise CheckpointUnreadable(_first_line(e)) from e
-        except BaseException as e:  # DCP's CheckpointException derives from BaseException
-            if type(e).__name__ != "CheckpointException":
-                raise
+        # a damaged checkpoint fails in the backend's own ways; DCP's CheckpointException is a BaseException
+        except (Exception, CheckpointException) as e:  # noqa: BLE001
             raise CheckpointUnreadable(_first_line(e)) from e
         if saved.get("data_state") is not None and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(saved["data_state"])

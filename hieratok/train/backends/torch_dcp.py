@@ -17,7 +17,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.checkpoint.stateful import Stateful
 
-from hieratok.train.backends.base import Backend, compile_blocks
+from hieratok.train.backends.base import AuxModels, Backend, compile_blocks
 from hieratok.train.checkpoint import DCP_DIR
 from hieratok.train.ema import EMA
 from hieratok.train.optim import build_adamw, set_lr
@@ -26,7 +26,7 @@ from hieratok.train.optim import build_adamw, set_lr
 class _TrainState(Stateful):
     """Model, optimizer and EMA (and auxiliary models) as one DCP-reshardable state."""
 
-    def __init__(self, model: nn.Module, optimizer, ema: EMA | None, aux: dict):
+    def __init__(self, model: nn.Module, optimizer, ema: EMA | None, aux: AuxModels):
         self.model, self.optimizer, self.ema, self.aux = model, optimizer, ema, aux
 
     def state_dict(self) -> dict:
