@@ -67,9 +67,9 @@ class GeneratorAblationSpec:
 
     def run_config(self, arm: str, seed: int, cache: str):
         """The generator config of one (arm, seed): the latent's shape taken from the arm's tokenizer."""
-        from hieratok.tokenizer.model import read_export_config
+        from hieratok.tokenizer.model import read_export_model_fields
 
-        m = read_export_config(self.export_of(arm))["model"]
+        m = read_export_model_fields(self.export_of(arm))
         grid = m["image_size"] // m["patch_size"]
         multi = m.get("latent") == "all" and len(m["scales"]) > 1
         scales = f"[{','.join(map(str, m['scales']))}]" if multi else "null"

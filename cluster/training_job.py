@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import copy
 import importlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import submitit
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TRAIN_FN = "hieratok.train.entry:train"
 
@@ -58,9 +61,11 @@ class TrainingJob(submitit.helpers.Checkpointable):
         self.requeues = requeues
 
     def __call__(self) -> TaskOutcome:
-        from hieratok.config.loader import load_config
         from cluster.slurm_env import torch_env_for_submitit_job
+        from hieratok.config.loader import load_config
+        from hieratok.logs import configure as configure_logging
 
+        configure_logging("train")  # the trainer's diagnostics in the task's stderr log, as under the CLI
         os.environ.update(torch_env_for_submitit_job())
         _one_thread_pool_per_cpu()
         train = resolve_callable(self.train_fn)
@@ -71,8 +76,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
             # The checkpoint is written and the job is being requeued (by submitit on rank 0, or
             # by SLURM). Leave without a result file, or submitit's client would take this
             # interrupted run's result for the final one.
-            print(f"rank {rank}: preempted at step {result.step}, checkpoint saved; leaving for the requeue",
-                  flush=True)
+            log.info("rank %d: preempted at step %d, checkpoint saved; leaving for the requeue", rank, result.step)
             raise SystemExit(1)
         return TaskOutcome(rank=rank, step=result.step, run_dir=self.run_dir, requeues=self.requeues)
 
@@ -80,7 +84,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
         """Called by submitit on rank 0 once the trainer's checkpoint is on disk: the same job on the
         same run dir, counted, or None (no requeue) once `max_requeues` is spent."""
         if self.requeues >= self.max_requeues:
-            print(f"not requeuing: {self.requeues} requeues already (max_requeues={self.max_requeues})", flush=True)
+            log.warning("not requeuing: %d requeues already (max_requeues=%d)", self.requeues, self.max_requeues)
             return None
         again = copy.copy(self)
         again.requeues = self.requeues + 1

@@ -10,6 +10,8 @@ import sys
 
 from data_pipeline.errors import DataError
 from hieratok.config.errors import ConfigError, UserError
+from hieratok.logs import LEVELS
+from hieratok.logs import configure as configure_logging
 
 # a user's mistake (a bad key, a missing file or weights, unreadable data): one line, exit code 2, no
 # traceback (HIERATOK_DEBUG=1 shows it); anything else is a bug and keeps its traceback
@@ -53,6 +55,8 @@ def _command_module(name: str):
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hieratok", description="HieraTok: multi-scale ViT tokenizers at scale")
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--log-level", choices=LEVELS, default=None,
+                        help="diagnostics on stderr from this level up (default: $HIERATOK_LOG_LEVEL or info)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -63,7 +67,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if not a.startswith("-")), None)
+    command = next((a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--log-level")),
+                   None)
     if command is not None and command not in COMMANDS:
         command = None  # let argparse report the invalid choice
     args = build_parser(command).parse_args(argv)
@@ -71,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 2
     try:
+        configure_logging(args.command, args.log_level)
         return int(_command_module(args.command).run(args) or 0)
     except USER_ERRORS as e:
         if os.environ.get("HIERATOK_DEBUG", "0") not in ("", "0"):

@@ -9,13 +9,14 @@ entry points may import the engine.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
 
 class Task(ABC):
-    previews = False  # True: `preview` makes an image grid from held-out images
+    previews: str | None = None  # the name of the image grid `preview` makes ("reconstructions"), if any
 
     # --- what every task writes ----------------------------------------------------------------
     @abstractmethod
@@ -46,6 +47,10 @@ class Task(ABC):
         ranks call it together, so a task may measure something over the ranks here."""
         return self
 
+    def after_export(self, directory, rank: int = 0, world_size: int = 1, device="cpu") -> None:
+        """Collective, after rank 0 has written the export: measure what the export should record
+        besides the weights (every rank may take part; rank 0 writes)."""
+
     def aux_modules(self) -> dict[str, tuple[nn.Module, float]]:
         """Models with their own optimizer and learning rate (the GAN discriminator): name -> (module, lr)."""
         return {}
@@ -62,6 +67,8 @@ class Task(ABC):
         It has `due(step)` and `__call__(model, batches, autocast_dtype)` -> metrics dict."""
         return None
 
-    def preview(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """An image grid [3, H, W] in [-1, 1] from held-out images, for the run's W&B page (when `previews`)."""
+    def preview(self, model: nn.Module, held_out_images: Callable[[], torch.Tensor]) -> torch.Tensor | None:
+        """An image grid [3, H, W] in [-1, 1] for W&B and TensorBoard (when `previews`), or None when it
+        cannot be made here; a collective under FSDP2. `held_out_images()` gives a batch of held-out
+        images on the device, for a task that needs them."""
         raise NotImplementedError(f"{type(self).__name__} makes no previews")

@@ -66,7 +66,7 @@ def test_save_and_load_pretrained_exactly(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(x, t, y), loaded(x, t, y))
     cfg = json.loads((tmp_path / "export" / "config.json").read_text())
-    assert cfg["format"] == "hieratok-generator/1" and cfg["model"]["latent_grid"] == 8 and "latent_stats" in cfg
+    assert cfg["format"] == "hieratok-generator/2" and cfg["latent_grid"] == 8 and "latent_stats" in cfg
 
 
 def test_model_info_matches_lightningdit_sizes():

@@ -36,7 +36,7 @@ def test_encode_train_sample(tmp_path, embedded_mds, tiny_tokenizer_export, tiny
     first, last = np.mean([r["loss"] for r in logs[:3]]), np.mean([r["loss"] for r in logs[-3:]])
     assert last < 0.9 * first, [r["loss"] for r in logs]
     exported = json.loads((run / "export" / "config.json").read_text())
-    assert exported["tokenizer"] == info.tokenizer.to_dict() and exported["latent_stats"] == info.stats.to_dict()
+    assert exported["tokenizer_ref"] == info.tokenizer.to_dict() and exported["latent_stats"] == info.stats.to_dict()
 
     args = ["sample", "--run-dir", run, "--num", "20", "--cfg-scale", "2.0", "--cfg-interval", "0.0,0.9",
             "--steps", "6", "--seed", "3", "--batch-size", "8"]

@@ -103,12 +103,12 @@ def test_export_records_tokenizer_and_stats_and_sampling_refuses_a_changed_token
     model = task.build_model()
     task.export(model.state_dict(), tmp_path / "run" / "export", {"weights": "ema"})
     cfg = json.loads((tmp_path / "run" / "export" / "config.json").read_text())
-    assert cfg["tokenizer"]["path"] == str(tiny_tokenizer_export.resolve())
+    assert cfg["tokenizer_ref"]["path"] == str(tiny_tokenizer_export.resolve())
     assert cfg["latent_stats"] == read_cache(str(tiny_latent_cache)).stats.to_dict() and cfg["weights"] == "ema"
     Generator.from_pretrained(tmp_path / "run" / "export")
-    assert load_bundle(tmp_path / "run").tokenizer_ref.path == cfg["tokenizer"]["path"]
+    assert load_bundle(tmp_path / "run").tokenizer_ref.path == cfg["tokenizer_ref"]["path"]
 
-    cfg["tokenizer"]["path"] = str(changed_tokenizer)  # as if the tokenizer had been retrained in place
+    cfg["tokenizer_ref"]["path"] = str(changed_tokenizer)  # as if the tokenizer had been retrained in place
     (tmp_path / "run" / "export" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(TokenizerMismatchError, match="has changed since the generator export"):
         load_bundle(tmp_path / "run")

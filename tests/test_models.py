@@ -9,8 +9,9 @@ import torch
 from hieratok import Tokenizer, scale_causal_mask
 from hieratok.config.loader import load_config
 from hieratok.nn.attention import build_layout
-from hieratok.nn.rope import sequence_positions
-from hieratok.nn.rope import rope_rotations
+from hieratok.nn.rope import rope_rotations, sequence_positions
+from hieratok.nn.weights_files import WeightsError
+from hieratok.tokenizer.config import TokenizerModelConfig
 
 
 def _tiny(**model_overrides):
@@ -66,7 +67,23 @@ def test_save_and_load_pretrained_exactly(tmp_path, overrides):
     with torch.no_grad():
         recon2, post2 = loaded(x, sample=False)
     assert torch.equal(recon, recon2) and torch.equal(post.mean, post2.mean)
-    assert json.loads((tmp_path / "export" / "config.json").read_text())["model"]["scales"] == list(model.config.scales)
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["format"] == "hieratok-tokenizer/2" and config["scales"] == list(model.config.scales)  # flat
+
+
+def test_format_1_exports_with_nested_fields_still_load(tmp_path):
+    """Exports written before config.json went flat keep loading, to the same weights."""
+    model = _tiny()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    fields = {f: config.pop(f) for f in list(config) if f in TokenizerModelConfig.__dataclass_fields__}
+    (tmp_path / "config.json").write_text(json.dumps({**config, "format": "hieratok-tokenizer/1", "model": fields}))
+    loaded = Tokenizer.from_pretrained(tmp_path)
+    assert loaded.config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True))
+    (tmp_path / "config.json").write_text(json.dumps({**config, "format": "hieratok-tokenizer/3"}))
+    with pytest.raises(WeightsError, match="tokenizer/1 to hieratok-tokenizer/2"):
+        Tokenizer.from_pretrained(tmp_path)
 
 
 def test_shapes_and_latent_options():

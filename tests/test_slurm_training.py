@@ -94,8 +94,9 @@ def test_interrupted_job_checkpoints_requeues_and_resumes(interrupted_run):
     assert states[:2] == ["REQUEUED", "REQUEUED"] and len(states) == 3, states
     assert count_resumed_events(run_dir) == 2
     rank1_log = (run_dir / "submitit" / f"{job_id}_1_log.out").read_text()
-    stops = [int(s) for s in re.findall(r"preempted at step (\d+)", rank1_log)]
-    assert len(stops) == 2 and 0 < stops[0] < stops[1] < MAX_STEPS, rank1_log
+    rank1_err = (run_dir / "submitit" / f"{job_id}_1_log.err").read_text()
+    stops = [int(s) for s in re.findall(r"hieratok train: rank 1: preempted at step (\d+)", rank1_err)]
+    assert len(stops) == 2 and 0 < stops[0] < stops[1] < MAX_STEPS, rank1_err
     assert rank1_log.count("Starting with JobEnvironment") == 3
 
 

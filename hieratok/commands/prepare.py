@@ -8,6 +8,7 @@ Re-running the same command after a kill completes the job without rewriting fin
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 
@@ -55,6 +56,6 @@ def run(args) -> int:
     }
     print(json.dumps(summary))
     if manifest["skipped"]:
-        print(f"hieratok prepare: skipped {len(manifest['skipped'])} unreadable images; "
-              f"see 'skipped' in {args.out}/manifest.json", file=sys.stderr)
+        logging.getLogger(__name__).warning("skipped %d unreadable images; see 'skipped' in %s/manifest.json",
+                                            len(manifest["skipped"]), args.out)
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -46,7 +47,7 @@ def run(args) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0
     if not result.finished:
-        print(f"hieratok train: {_stopped(result)}", file=sys.stderr)
+        logging.getLogger(__name__).info(_stopped(result))
     print(json.dumps(_summary(run_dir, result)))
     return 0
 

@@ -42,6 +42,9 @@ class CheckpointConfig:
     every_steps: int = 1000
     keep_last: int = 3
     on_signal: bool = True  # save on SIGTERM / SIGUSR1 / SIGUSR2, then exit
+    # tokenizer exports: measure the latent mean / std / scaling factor on this many training images and
+    # record them in config.json ("latent_stats"), for generators without a latent cache (0: none)
+    export_stats_images: int = 256
 
 
 @dataclass
@@ -50,7 +53,7 @@ class WandbConfig:
     project: str = "hieratok"
     entity: str | None = None
     name: str | None = None
-    image_every_steps: int = 1000
+    image_every_steps: int = 1000  # the task's image grid, to W&B and TensorBoard (0: none)
 
 
 @dataclass
@@ -59,4 +62,5 @@ class LoggingConfig:
     progress: bool = True
     # write the sample keys of every micro-batch to keys_rank<R>.jsonl (data-accounting audits and tests)
     record_keys: bool = False
+    tensorboard: bool = False  # scalars and image grids in run_dir/tensorboard as well
     wandb: WandbConfig = field(default_factory=WandbConfig)

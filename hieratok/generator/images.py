@@ -71,10 +71,11 @@ def bundle_for(model: torch.nn.Module, export: Path, device) -> GeneratorBundle:
     """`model` (loaded from `export`) with the tokenizer and latent stats its config.json records."""
     config = json.loads((export / "config.json").read_text())
     where = f"the generator export {export}"
-    for key in ("tokenizer", "latent_stats"):
+    ref_key = "tokenizer" if "model" in config else "tokenizer_ref"  # format 1 nested the model and kept "tokenizer"
+    for key in (ref_key, "latent_stats"):
         if key not in config:
             raise ValueError(f"{where} records no '{key}' in its config.json: was it written by the generator task?")
-    ref = resolve_tokenizer(None, TokenizerRef.from_dict(config["tokenizer"], where), where)
+    ref = resolve_tokenizer(None, TokenizerRef.from_dict(config[ref_key], where), where)
     tokenizer = load_frozen_tokenizer(ref, device)
     if tuple(tokenizer.latent_shape) != model.latent_shape:
         raise ValueError(f"the tokenizer {ref.path} makes latents {list(tokenizer.latent_shape)} but the generator "

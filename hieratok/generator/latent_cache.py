@@ -9,7 +9,7 @@ interrupted `hieratok encode` resumes by re-running it. `encode.json` pins what 
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +18,8 @@ from hieratok.generator.images import network_precision
 from hieratok.generator.normalization import LatentStats
 from hieratok.generator.tokenizer_ref import TokenizerRef, load_frozen_tokenizer, tokenizer_ref
 from hieratok.progress import bar
+
+log = logging.getLogger(__name__)
 
 FLIP_SUFFIX = "@flip"
 FINGERPRINT_FILE = "encode.json"
@@ -133,6 +135,6 @@ def _count_repeated_keys(out: str, world_size: int) -> int | None:
     keys = [k for n in names for k in dest.read_text(n).split("\n") if k]
     repeats = len(keys) - len(set(keys))
     if repeats:
-        print(f"[hieratok] encode: {repeats} image(s) were encoded twice (MDS pads ranks to equal length); "
-              f"recorded as metadata.repeated_images in {out}", file=sys.stderr, flush=True)
+        log.warning("%d image(s) were encoded twice (MDS pads ranks to equal length); recorded as "
+                    "metadata.repeated_images in %s", repeats, out)
     return repeats

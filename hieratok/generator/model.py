@@ -13,7 +13,6 @@ velocity; what t means and how it is sampled lives in `flow.py` and `sampler.py`
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from hieratok.nn.attention import scale_ids
 from hieratok.nn.layers import init_weights
 from hieratok.nn.rope import rope_rotations, sequence_positions
 
-EXPORT_FORMAT = "hieratok-generator/1"
+EXPORT_FORMAT = "hieratok-generator/2"  # 2: a flat config.json (1: fields under "model")
 
 
 def validate_generator_config(m: GeneratorModelConfig) -> None:
@@ -67,6 +66,8 @@ def as_generator_config(cfg) -> GeneratorModelConfig:
 
 class Generator(nn.Module):
     """velocity = model(x_t [B, T, C], t [B] in [0, 1], labels [B]); label `num_classes` is the null class."""
+
+    config_class = GeneratorModelConfig
 
     def __init__(self, cfg):
         super().__init__()
@@ -178,5 +179,7 @@ class Generator(nn.Module):
 
 
 def export_config(cfg: GeneratorModelConfig, extra: dict | None = None) -> dict:
-    """config.json of a generator export: the format tag, the model config and `extra` (tokenizer, stats)."""
-    return {"format": EXPORT_FORMAT, "model": asdict(cfg), **(extra or {})}
+    """config.json of a generator export: flat model fields plus `extra` (tokenizer_ref, latent stats)."""
+    from hieratok.nn.pretrained import export_config as flat_config
+
+    return flat_config(EXPORT_FORMAT, cfg, extra)

@@ -10,6 +10,8 @@ the tokenizer's posterior noise is, so the loss does not depend on which rank a 
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn as nn
 
@@ -21,8 +23,13 @@ from hieratok.generator.normalization import LatentStats
 from hieratok.generator.tokenizer_ref import TokenizerRef, load_frozen_tokenizer, resolve_tokenizer
 from hieratok.task import Task
 
+log = logging.getLogger(__name__)
+
 
 class GeneratorTask(Task):
+    previews = "samples"
+    PREVIEW_IMAGES, PREVIEW_STEPS = 8, 16
+
     def __init__(self, cfg):
         self.cfg = cfg
         self.model_cfg = as_generator_config(cfg.model)
@@ -76,27 +83,16 @@ class GeneratorTask(Task):
         self._stats_on_device = None
         return self
 
-    @torch.no_grad()
     def _measure_stats(self, rank: int, world_size: int) -> LatentStats:
         """Per-channel stats of the first `model.stats_images` images (centre crop), summed over ranks."""
-        from data_pipeline import build_loader
-        from data_pipeline.latent_cache.stats import ChannelStats
-        from hieratok.distributed.process_group import all_reduce_sum
+        from hieratok.tokenizer.latent_stats import measure_channel_stats
 
         if self.tokenizer is None:
             self.tokenizer = load_frozen_tokenizer(self.tokenizer_ref, self.device)
-        per_rank = -(-self.model_cfg.stats_images // world_size)
-        batch = min(self.cfg.train.micro_batch_size, per_rank)
-        loader = build_loader(self.cfg.data, rank, world_size, self.seed, batch_size=batch, train=False)
-        acc = ChannelStats(self.latent_shape[1])
-        for b in loader:
-            acc.add(self._encode(b["image"].to(self.device)).cpu().numpy())
-            if acc.rows >= per_rank:
-                break
-        packed = torch.tensor([acc.n, *acc.sum, *acc.sum_sq], dtype=torch.float64, device=self.device)
-        packed = all_reduce_sum(packed).cpu()
-        c = self.latent_shape[1]
-        return LatentStats.from_moments(int(packed[0]), packed[1:1 + c], packed[1 + c:])
+        acc = measure_channel_stats(self._encode, self.cfg.data, channels=self.latent_shape[1],
+                                    num_images=self.model_cfg.stats_images, batch_size=self.cfg.train.micro_batch_size,
+                                    seed=self.seed, rank=rank, world_size=world_size, device=self.device)
+        return LatentStats.from_moments(acc.n, torch.from_numpy(acc.sum), torch.from_numpy(acc.sum_sq))
 
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
         """Posterior means, as the latent cache stores them (bf16 autocast on CUDA when training in bf16)."""
@@ -138,14 +134,41 @@ class GeneratorTask(Task):
         terms["loss"] = loss.detach()
         return loss, terms
 
+    # --- previews -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def preview(self, model: nn.Module, held_out_images) -> torch.Tensor | None:
+        """Samples of 8 classes spread over the label range, from the same noise every time (Heun, 16
+        steps, no guidance), decoded by the tokenizer: successive grids show the model learning."""
+        from hieratok.generator.images import network_precision
+        from hieratok.generator.sampler import Guidance, guided_velocity, per_sample_noise, sample
+
+        if self.tokenizer is None:  # training from a cache: the decoder is needed only here
+            try:
+                self.tokenizer = load_frozen_tokenizer(self.tokenizer_ref, self.device)
+            except FileNotFoundError as e:  # a cache whose tokenizer stayed on another machine: no grids
+                log.warning("no sample grids: the tokenizer that decodes them is not here (%s)", e)
+                self.previews = None
+                return None
+        n, classes = self.PREVIEW_IMAGES, self.model_cfg.num_classes
+        labels = torch.arange(n, device=self.device) * classes // n
+        noise = per_sample_noise(self.seed, range(n), self.latent_shape, self.device)
+        was_training = model.training
+        model.eval()
+        guided = guided_velocity(model, classes, Guidance())
+        with network_precision(self.device):
+            x = sample(lambda z, t, y: guided(z, t, y).float(), noise, labels, self.PREVIEW_STEPS, "heun")
+            images = self.tokenizer.decode(self.stats.denormalize(x)).float().clamp(-1, 1)
+        model.train(was_training)
+        return images.permute(1, 2, 0, 3).reshape(3, images.shape[-2], -1)  # one row, an image a column
+
     # --- export -------------------------------------------------------------------------------
     def export(self, state_dict: dict[str, torch.Tensor], directory, extra: dict | None = None) -> None:
-        """model.safetensors + config.json: the model config, the tokenizer (path, weights hash) and the
+        """model.safetensors + config.json: the model config, the tokenizer (`tokenizer_ref`: path, weights hash) and the
         latent stats that `hieratok sample` needs to turn generated latents into images."""
         from hieratok.nn.pretrained import save_state_dict
 
         if self.stats is None:
             self.to(self.device)
-        record = {"tokenizer": self.tokenizer_ref.to_dict(), "latent_stats": self.stats.to_dict(),
+        record = {"tokenizer_ref": self.tokenizer_ref.to_dict(), "latent_stats": self.stats.to_dict(),
                   "flow": {"convention": "x_t = (1 - t) x0 + t noise; v = noise - x0; t = 1 is noise"}}
         save_state_dict(state_dict, export_config(self.model_cfg, {**record, **(extra or {})}), directory)

@@ -6,12 +6,14 @@ use re-hashes the weights and refuses a mismatch with an error naming both.
 """
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from hieratok.config.errors import ConfigError
 from hieratok.nn.pretrained import WEIGHTS_NAME
+
+log = logging.getLogger(__name__)
 
 
 class TokenizerMismatchError(ValueError):
@@ -54,8 +56,8 @@ def resolve_tokenizer(override: str | None, recorded: TokenizerRef | None, where
             raise ConfigError(f"{where} records no tokenizer and model.tokenizer is not set: set model.tokenizer "
                               f"to the tokenizer run dir or export dir")
         if not require_files and not Path(recorded.path).exists():
-            print(f"[hieratok] warning: the tokenizer recorded in {where} ({recorded.path}) is not on this machine; "
-                  f"continuing with its recorded hash {recorded.weights_sha256[:12]}", file=sys.stderr, flush=True)
+            log.warning("the tokenizer recorded in %s (%s) is not on this machine; continuing with its recorded "
+                        "hash %s", where, recorded.path, recorded.weights_sha256[:12])
             return recorded
         actual = tokenizer_ref(recorded.path)
         if actual.weights_sha256 != recorded.weights_sha256:

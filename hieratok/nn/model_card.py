@@ -42,7 +42,7 @@ def write_model_card(export_dir: str | Path, run_dir: str | Path | None = None) 
                       f"with the weights the run was given)."]
     else:
         lines.append("None recorded during training (`eval.every_steps: 0`); score it with `hieratok eval`.")
-    lines += ["", "## Config", "", "```json", json.dumps(config.get("model", {}), indent=1, sort_keys=True), "```", ""]
+    lines += ["", "## Config", "", "```json", json.dumps(config, indent=1, sort_keys=True), "```", ""]
     card = export_dir / "README.md"
     tmp = card.with_name(".README.md.tmp")
     tmp.write_text("\n".join(lines))

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from hieratok.nn.layers import draw_init_seed, init_weights
+from hieratok.nn.pretrained import export_config, model_fields
 from hieratok.tokenizer.config import TokenizerModelConfig
 from hieratok.tokenizer.posterior import DiagonalGaussian
 from hieratok.tokenizer.stack import Stack
 
-EXPORT_FORMAT = "hieratok-tokenizer/1"
+EXPORT_FORMAT = "hieratok-tokenizer/2"  # 2: a flat config.json (1: fields under "model")
 
 
 def as_model_config(cfg) -> TokenizerModelConfig:
@@ -97,6 +97,8 @@ class Decoder(nn.Module):
 class Tokenizer(nn.Module):
     """Images in [-1, 1], NCHW  <->  latents [B, tokens, latent_channels]."""
 
+    config_class = TokenizerModelConfig
+
     def __init__(self, cfg):
         super().__init__()
         init_seed = draw_init_seed()  # first: equal for every arm built under one seed
@@ -144,6 +146,12 @@ class Tokenizer(nn.Module):
         return self.decoder(z), post
 
     @property
+    def latent_stats(self) -> dict | None:
+        """The export's measured latent statistics (mean, std, shift_factor, scaling_factor), when it
+        was loaded from one that records them: a generator normalises with them without a cache."""
+        return getattr(self, "export_config", {}).get("latent_stats")
+
+    @property
     def tokens_per_scale(self) -> list[int]:
         return [s * s for s in self.config.scales]
 
@@ -156,7 +164,7 @@ class Tokenizer(nn.Module):
     def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:
         from hieratok.nn.pretrained import save_pretrained
 
-        return save_pretrained(self, directory, {"format": EXPORT_FORMAT, "model": asdict(self.config), **(extra or {})})
+        return save_pretrained(self, directory, export_config(EXPORT_FORMAT, self.config, extra))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "Tokenizer":
@@ -179,5 +187,6 @@ def coarse_keys_zeroed(model: Tokenizer):
             st.zero_coarse_keys = False
 
 
-def read_export_config(directory: str | Path) -> dict:
-    return json.loads((Path(directory) / "config.json").read_text())
+def read_export_model_fields(directory: str | Path) -> dict:
+    """The model fields of a tokenizer export's config.json, whichever format version wrote it."""
+    return model_fields(json.loads((Path(directory) / "config.json").read_text()), TokenizerModelConfig)

@@ -6,14 +6,13 @@ does not depend on which rank a sample lands on.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 
 import torch
 import torch.nn as nn
 from torch.func import functional_call
 
 from hieratok.distributed.randomness import keyed_randn
-from hieratok.nn.pretrained import resolve_export_dir, save_state_dict
+from hieratok.nn.pretrained import export_config, resolve_export_dir, save_state_dict
 from hieratok.task import Task
 from hieratok.tokenizer.discriminator import (
     PatchDiscriminator,
@@ -25,7 +24,7 @@ from hieratok.tokenizer.model import EXPORT_FORMAT, Tokenizer, as_model_config
 
 
 class TokenizerTask(Task):
-    previews = True
+    previews = "reconstructions"
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -83,8 +82,9 @@ class TokenizerTask(Task):
         return ReconstructionScorer(self.cfg.eval, self.loss_cfg.lpips, device, lpips=self.lpips)
 
     @torch.no_grad()
-    def preview(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def preview(self, model: nn.Module, held_out_images) -> torch.Tensor:
         """Originals over their reconstructions (posterior mean), one column per image."""
+        images = held_out_images()[:8]
         was_training = model.training
         model.eval()
         recon, _ = model(images, sample=False)
@@ -136,5 +136,9 @@ class TokenizerTask(Task):
 
     # --- export -------------------------------------------------------------------------------
     def export(self, state_dict: dict[str, torch.Tensor], directory, extra: dict | None = None) -> None:
-        save_state_dict(state_dict, {"format": EXPORT_FORMAT, "model": asdict(self.model_cfg), **(extra or {})},
-                        directory)
+        save_state_dict(state_dict, export_config(EXPORT_FORMAT, self.model_cfg, extra), directory)
+
+    def after_export(self, directory, rank: int = 0, world_size: int = 1, device="cpu") -> None:
+        from hieratok.tokenizer.latent_stats import record_export_latent_stats
+
+        record_export_latent_stats(directory, self.cfg, rank, world_size, device)

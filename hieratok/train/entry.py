@@ -2,7 +2,7 @@
 checkpoint, and runs it; a stop signal during the build leaves the run dir as it was."""
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from hieratok.train.periodic_work import PeriodicWork
 from hieratok.train.precision import resolve_precision
 from hieratok.train.run_dir import write_config
 from hieratok.train.task_registry import build_task
+
+log = logging.getLogger(__name__)
 
 
 def train(cfg, run_dir: str | Path) -> TrainResult:
@@ -68,7 +70,7 @@ class Trainer:
         # config.yaml keeps `auto`; the run uses what it resolves to on this device
         cfg.dist.mixed_precision, warning = resolve_precision(cfg.dist.mixed_precision, info.device)
         if warning and info.is_main:
-            print(f"hieratok train: warning: {warning}", file=sys.stderr, flush=True)
+            log.warning(warning)
         latest = self.dirs.latest()
         saved_world = read_trainer_state(latest)["world_size"] if latest else info.world_size
 
@@ -111,8 +113,7 @@ class Trainer:
             except CheckpointUnreadable as e:
                 unreadable.append((candidate, str(e)))
                 if self.info.is_main:
-                    print(f"hieratok train: warning: checkpoint {candidate} is unreadable ({e}); trying the one "
-                          f"before it", file=sys.stderr, flush=True)
+                    log.warning("checkpoint %s is unreadable (%s); trying the one before it", candidate, e)
                 continue
             return state, saved.get("wandb_run_id"), (candidate, time.perf_counter() - t0), unreadable
         if unreadable:
@@ -127,13 +128,24 @@ class Trainer:
                          state=self.state, periodic=self.periodic)
         try:
             result = loop.run()
-        finally:
+        except BaseException:
             loop.close()
             self.monitor.close()
-        if result.preempted:
-            self.guard.forward_to_previous_handler()  # e.g. submitit's requeue, now that the checkpoint is safe
+            raise
+        loop.close()
         if not result.finished:
+            self.monitor.close()
+            if result.preempted:
+                self.guard.forward_to_previous_handler()  # e.g. submitit's requeue, now that the checkpoint is safe
             return result
+        self.guard.uninstall()
+        try:
+            out = export(self.task, self.backend, self.run_dir, self.info)
+            if self.info.is_main:
+                self.monitor.log_export(out, result.step)
+        finally:
+            self.monitor.close()
+        return result
         self.guard.uninstall()
         export(self.task, self.backend, self.run_dir, self.info)
         return result
@@ -157,6 +169,9 @@ def export(task, backend, run_dir: Path, info) -> Path:
     out = run_dir / "export"
     if info.is_main:
         task.export(state, out, {"weights": "ema" if use_ema else "raw"})
+    barrier()
+    task.after_export(out, info.rank, info.world_size, info.device)
+    if info.is_main:
         write_model_card(out, run_dir)
     barrier()
     return out

@@ -31,6 +31,7 @@ def export_from_checkpoint(run_dir: str | Path, weights: str = "ema", out: str |
         state = _dcp_state(checkpoint, model, use_ema)
     target = Path(out) if out is not None else run_dir / "export"
     task.export(state, target, {"weights": "ema" if use_ema else "raw", "step": saved["step"]})
+    task.after_export(target)
     write_model_card(target, run_dir)
     return target
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -11,11 +12,13 @@ from pathlib import Path
 import torch
 
 from data_pipeline.errors import DataError
-from hieratok.config.errors import ConfigError
 from data_pipeline.loading.batch_wait import BatchFetcher, WaitAbandoned
+from hieratok.config.errors import ConfigError
 from hieratok.distributed.process_group import all_reduce_sum
 from hieratok.distributed.randomness import rng_state
 from hieratok.train.optim import lr_at, scaled_lr
+
+log = logging.getLogger(__name__)
 
 # With several ranks, how long a rank that is waiting for data when a stop signal comes keeps
 # waiting (so the step can end and all ranks checkpoint together) before it gives up without a
@@ -264,7 +267,7 @@ class TrainLoop:
                f"({st.nonfinite_in_a_row} in a row, {st.nonfinite_total} in total)")
         self.monitor.log_event(step, {"event": "nonfinite_step_skipped", "message": msg})
         if self.info.is_main:
-            print(f"[hieratok] {msg}", flush=True)
+            log.warning(msg)
         if st.nonfinite_in_a_row >= limit:
             latest = self.checkpointer.dirs.latest()
             raise NonFiniteLossError(

@@ -1,9 +1,12 @@
-"""Run monitoring on rank 0: metrics.jsonl, Weights & Biases, and a progress bar.
+"""Run monitoring on rank 0: metrics.jsonl, Weights & Biases, TensorBoard, and a progress bar.
 
 The W&B run id is created once and stored in every checkpoint, so a resumed run continues the
 same W&B run (online mode; offline runs cannot be resumed by W&B, see wandb#2423, so each
 offline resume writes a new offline run folder that `wandb sync` uploads separately).
 Nothing from the environment is written to the run dir, so WANDB_API_KEY never lands there.
+
+TensorBoard (`logging.tensorboard: true`) gets the same scalars and image grids in run_dir/tensorboard;
+a resumed run purges the events after its checkpoint's step, as metrics.jsonl drops those records.
 """
 from __future__ import annotations
 
@@ -27,7 +30,10 @@ class Monitor:
         self.path = run_dir / "metrics.jsonl"
         self.every = max(1, cfg.logging.every_steps)
         self.wandb = None
+        self.tensorboard = None
         self.wandb_run_id = wandb_run_id
+        # decided from the config, the same on every rank: making a grid is a collective under FSDP2
+        self.wants_images = cfg.logging.wandb.mode != "disabled" or cfg.logging.tensorboard
         self.bar = None
         self._interval_start = time.perf_counter()
         self._interval_samples = 0
@@ -37,6 +43,10 @@ class Monitor:
         _truncate_after(self.path, start_step)  # a resumed run rewrites the steps it lost
         if cfg.logging.wandb.mode != "disabled":
             self._init_wandb(run_dir)
+        if cfg.logging.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
         if cfg.logging.progress:
             from tqdm.auto import tqdm
 
@@ -72,8 +82,7 @@ class Monitor:
             return
         with self.path.open("a") as f:
             f.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
-        if self.wandb is not None:
-            self.wandb.log(row, step=step)
+        self.log_scalars(step, row)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{scalars.get('loss', float('nan')):.4f}", refresh=False)
 
@@ -81,12 +90,34 @@ class Monitor:
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
 
+    def log_scalars(self, step: int, scalars: dict) -> None:
+        """(rank 0) W&B and TensorBoard; metrics.jsonl has its own rows."""
+        if self.wandb is not None:
+            self.wandb.log(scalars, step=step)
+        if self.tensorboard is not None:
+            for k, v in scalars.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tensorboard.add_scalar(k, v, step)
+
     def log_images(self, step: int, name: str, grid: torch.Tensor) -> None:
+        """(rank 0) an image grid [3, H, W] in [-1, 1]."""
+        img = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         if self.wandb is not None:
             import wandb
 
-            img = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-            self.wandb.log({name: wandb.Image(img)}, step=step)
+            self.wandb.log({name: wandb.Image(img.permute(1, 2, 0).cpu().numpy())}, step=step)
+        if self.tensorboard is not None:
+            self.tensorboard.add_image(name, img.cpu(), step)
+
+    def log_export(self, export_dir: Path, step: int) -> None:
+        """(rank 0) the export folder as a W&B model artifact of this run."""
+        if self.wandb is not None:
+            import wandb
+
+            artifact = wandb.Artifact(f"{self.cfg.task}-{self.wandb_run_id}", type="model",
+                                      metadata={"step": step, "task": self.cfg.task})
+            artifact.add_dir(str(export_dir), policy="immutable")  # referenced, not copied to a staging area
+            self.wandb.log_artifact(artifact, aliases=["latest", f"step-{step}"])
 
     def log_event(self, step: int, event: dict) -> None:
         if self.is_main:
@@ -96,8 +127,13 @@ class Monitor:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
         if self.wandb is not None:
             self.wandb.finish()
+            self.wandb = None
 
 
 def _jsonable(v):

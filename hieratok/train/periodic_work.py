@@ -8,8 +8,9 @@ from data_pipeline.loading.batch_wait import BatchFetcher, WaitAbandoned
 
 class PeriodicWork:
     """Reconstruction metrics on `eval.num_images` held-out images every `eval.every_steps` steps
-    (all ranks together, sums merged exactly), logged to metrics.jsonl and W&B; and a grid of
-    originals over reconstructions every `logging.wandb.image_every_steps` when W&B is on.
+    (all ranks together, sums merged exactly), logged to metrics.jsonl, W&B and TensorBoard; and the
+    task's image grid (reconstructions, samples) every `logging.wandb.image_every_steps` when W&B or
+    TensorBoard is on.
 
     Batches come through a bounded wait (data.timeout_s). `should_stop()` true (a stop signal in a
     single process) abandons an evaluation between batches: nothing partial is logged."""
@@ -17,7 +18,7 @@ class PeriodicWork:
     def __init__(self, cfg, info, task, monitor, should_stop=None):
         self.cfg, self.info, self.task, self.monitor = cfg, info, task, monitor
         self.should_stop = should_stop
-        self.grids = task.previews and monitor.wandb is not None and cfg.logging.wandb.image_every_steps > 0
+        self.grids = bool(task.previews) and monitor.wants_images and cfg.logging.wandb.image_every_steps > 0
         self.evaluator = task.held_out_scorer(info.device)
         self._loader, self._fetch = None, None
         if self.evaluator is not None:
@@ -63,11 +64,13 @@ class PeriodicWork:
         results = self.evaluator(model, self._batches(), autocast_dtype=bf16)
         self.monitor.log_event(step, {"event": "eval", "split": self.cfg.eval.split,
                                       **{f"eval/{k}": v for k, v in results.items()}})
-        if self.monitor.wandb is not None:
-            self.monitor.wandb.log({f"eval/{k}": v for k, v in results.items()}, step=step)
+        if self.info.is_main:
+            self.monitor.log_scalars(step, {f"eval/{k}": v for k, v in results.items()})
 
     def _grid(self, step: int, model) -> None:
-        images = next(self._batches())["image"][:8].to(self.info.device)
-        grid = self.task.preview(model, images)  # a collective under FSDP2: every rank runs it
-        if self.info.is_main:
-            self.monitor.log_images(step, "reconstructions", grid)
+        held_out = lambda: next(self._batches())["image"].to(self.info.device)  # noqa: E731  (read only if asked)
+        grid = self.task.preview(model, held_out)  # a collective under FSDP2: every rank runs it
+        if grid is None:  # the task cannot make one here (it said why, once)
+            self.grids = False
+        elif self.info.is_main:
+            self.monitor.log_images(step, self.task.previews, grid)
