@@ -112,7 +112,9 @@ def run_grid(trainable, resources: dict, arms: list[str], seeds: list[int], max_
 
 
 def run_ablation(spec: AblationSpec, out: str | Path, *, quick: bool = False, seeds: list[int] | None = None,
-                 arms: list[str] | None = None, address: str | None = None) -> AblationOutcome:
+                 arms: list[str] | None = None, address: str | None = None, inception: str | None = None,
+                 vgg: str | None = None) -> AblationOutcome:
+    """`inception` / `vgg`: real scoring weights (default: the torch hub cache, else test-made, labelled)."""
     from hieratok.eval.ablation_report import write_results
     from hieratok.eval.ablation_scores import reference_stats
     from hieratok.eval.baselines import floors
@@ -129,7 +131,7 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, quick: bool = False, se
     resolution = int(reference_cfg.data.resolution)
     images, _ = first_images(data_path, spec.eval.num_images, "val", resolution)
     torch.save(images, out / EVAL_IMAGES)
-    weights = scoring_weights(out / "weights", images)
+    weights = scoring_weights(out / "weights", images, inception, vgg)
     reference = None
     if "rfid" in spec.eval.metrics:
         reference = str(reference_stats(images, weights, out / "reference_stats.npz"))

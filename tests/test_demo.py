@@ -1,5 +1,6 @@
-"""`hieratok demo --quick` end to end: shards, 2-process training of both tokenizers, evaluation,
-latent analysis and a report with every picture and figure, labelled when test-made weights scored it."""
+"""`hieratok demo --quick` end to end through the ablation machinery: shards, both tokenizers as Ray
+trials, held-out scores beside the floors, latent analysis and a report with every picture and figure,
+labelled when test-made weights scored it."""
 import json
 import subprocess
 import sys
@@ -29,5 +30,9 @@ def test_quick_demo_writes_a_complete_report(tmp_path):
         assert summary["latent"][name]["isotropy"] > 0
     assert "TEST-MADE" in summary["weights"] and "TEST-MADE" in report  # never silently faked
     assert "hieratok launch" in report and "--executor slurm" in report
-    assert "torchrun --nproc_per_node=2" in report  # trained on 2 processes
+    assert "hieratok ablate --config ablations/demo" in report  # the ablation runner trained and scored them
+    results = json.loads((out / "ablation" / "results.json").read_text())
+    assert set(results["arms"]) == {"single-scale", "hieratok"} and results["protocol"]["quick"]
+    assert summary["eval"]["HieraTok"] == results["arms"]["hieratok"]["seeds"]["0"]
+    assert "patch_pca (baseline)" in report and "bicubic (baseline)" in report  # the floors beside the arms
     assert "uniformity" in proc.stdout and "report:" in proc.stdout

@@ -28,15 +28,16 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def pool(local_ray, test_inception_weights):
-    """Two Inception actors, started once for the module (an actor start costs seconds on 2 cores)."""
-    with RayInceptionPool(test_inception_weights, 2) as p:
+    """Two Inception actors, started once for the module (an actor start costs seconds on 2 cores), one
+    torch thread each whatever the machine: the single-process reference below reads at 1 thread too."""
+    with RayInceptionPool(test_inception_weights, 2, threads_per_worker=1) as p:
         yield p
 
 
 @pytest.fixture(scope="module")
 def single_process(pool, fid_image_sets, test_inception_weights):
     """(reference statistics, generated-set statistics from one plain process). The generated set is
-    read at the actors' thread count (1 each on 2 cores): CPU convolutions round differently at another
+    read at the actors' thread count (1, pinned): CPU convolutions round differently at another
     one, and the random test-made network amplifies that to ~1e-5, where real Inception weights stay
     near 1e-7. The reference only has to be fixed, so the actors read it."""
     ref, _ = pool.extract(open_image_source(fid_image_sets["smooth"][0]), BATCH, limit=N)

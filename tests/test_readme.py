@@ -1,5 +1,8 @@
 """Every README code block marked runnable (```bash runnable) works as written: the blocks run in
-order, in one shell, in a fresh folder that sees the repository's configs/, bench/ and cluster/."""
+order, in one shell, in a fresh folder that sees the repository's configs/, bench/ and cluster/. Where
+the README shows a block's output, its JSON lines' deterministic fields (counts, steps, shapes, events,
+names) must be what the block prints now; timings, losses and paths may differ."""
+import json
 import os
 import re
 import subprocess
@@ -9,11 +12,44 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"^```bash runnable\n(.*?)^```", re.S | re.M)
+BLOCK = re.compile(r"^```bash runnable\n(.*?)^```\n(?:```\n(.*?)^```\n)?", re.S | re.M)
+MARK = "@@readme-block-{}@@"
 
 
 def runnable_blocks() -> list[str]:
-    return BLOCK.findall((REPO / "README.md").read_text())
+    return [code for code, _ in BLOCK.findall((REPO / "README.md").read_text())]
+
+
+def shown_outputs() -> list[str]:
+    """The output block that follows each runnable block ("" where none does)."""
+    return [out for _, out in BLOCK.findall((REPO / "README.md").read_text())]
+
+
+def deterministic(value):
+    """What of a JSON value must not change between runs: ints, bools, names and lists of them; a
+    float, a path or a hash is None (not compared)."""
+    if isinstance(value, dict):
+        return {k: deterministic(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [deterministic(v) for v in value]
+        return None if any(v is None for v in items) and value else items
+    if isinstance(value, float):
+        return None
+    if isinstance(value, str) and ("/" in value or re.fullmatch(r"[0-9a-f]{12,}", value)):
+        return None
+    return value
+
+
+def json_lines(text: str) -> list:
+    return [deterministic(json.loads(line)) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_deterministic_fields_ignore_timings_paths_and_hashes():
+    shown = json_lines('{"step": 40, "loss": 0.41, "run_dir": "runs/a", "shape": [64, 8], "event": "resumed", '
+                       '"mean": [0.1, 0.2], "sha": "e16d098de037111e"}')
+    assert shown == [{"step": 40, "loss": None, "run_dir": None, "shape": [64, 8], "event": "resumed",
+                      "mean": None, "sha": None}]
+    assert json_lines('{"step": 41, "loss": 0.5}') != [{"step": 40, "loss": None}]
 
 
 def test_readme_has_runnable_blocks_for_every_command():
@@ -26,8 +62,13 @@ def test_readme_has_runnable_blocks_for_every_command():
 def test_readme_runnable_blocks_work_as_written(tmp_path):
     for name in ("configs", "bench", "cluster"):
         (tmp_path / name).symlink_to(REPO / name)
-    script = "set -euo pipefail\n" + "\n".join(runnable_blocks())
+    script = "set -euo pipefail\n" + "\n".join(f"echo {MARK.format(i)}\n{block}" for i, block in enumerate(runnable_blocks()))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="1",
                WANDB_MODE="disabled")
     proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"README commands failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    printed = re.split(r"^@@readme-block-\d+@@\n", proc.stdout, flags=re.M)[1:]
+    for code, shown, got in zip(runnable_blocks(), shown_outputs(), printed, strict=True):
+        expected = json_lines(shown)
+        if expected:
+            assert json_lines(got) == expected, f"README output of\n{code}\nno longer matches what it prints:\n{got}"

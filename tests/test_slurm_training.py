@@ -104,3 +104,14 @@ def test_config_values_with_shell_metacharacters_reach_the_job_unchanged(interru
     run_dir, _, _ = interrupted_run
     assert load_config(CONFIG, [f"logging.wandb.name={STRANGE}"]).logging.wandb.name == STRANGE
     assert load_config(run_dir / "config.yaml").logging.wandb.name == STRANGE
+
+
+def test_the_dry_run_shows_the_script_slurm_was_given(interrupted_run, embedded_mds):
+    """`--dry-run` renders through submitit's own sbatch writer, which has no public name: this pins it
+    to the file submitit really submitted for the same launch."""
+    run_dir, job_id, _ = interrupted_run
+    submitted = (run_dir / "submitit" / f"{job_id}_submission.sh").read_text()
+    dry = subprocess.run([sys.executable, "-m", "hieratok", "launch", "--config", CONFIG, "--executor", "slurm",
+                          "--tasks-per-node", "2", "--time", "10", "--run-dir", str(run_dir), "--dry-run",
+                          *overrides(embedded_mds)], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert submitted.rstrip("\n") in dry, (submitted, dry)

@@ -1,4 +1,6 @@
-"""`run_demo`: the steps of the demo in order, then the report."""
+"""`run_demo`: single-scale against HieraTok through the ablation machinery (configs/ablations/demo.yaml:
+the arms as Ray trials, held-out scores beside the patch-PCA and bicubic floors, results.json), then
+the demo's pictures and report from those runs."""
 from __future__ import annotations
 
 import json
@@ -9,66 +11,75 @@ from pathlib import Path
 import torch
 
 from hieratok.demo import figures
-from hieratok.eval.latent_space import analyse, embed_2d, encode_images
 from hieratok.demo.report import floor_verdict, write_report
-from hieratok.demo.run import FULL, QUICK, TOKENIZERS, Demo
-from hieratok.eval.ablation_scores import reference_stats
-from hieratok.eval.baselines import floors
-from hieratok.eval.shard_data import first_images
-from hieratok.eval.scoring_weights import scoring_weights
+
+ABLATION = "ablations/demo"
+NAMES = {"single-scale": "single-scale (ViTok)", "hieratok": "HieraTok"}  # arm -> the name the report shows
+SEED = 0
 
 
 def run_demo(out: str | Path = "demo_out", quick: bool = False, nproc: int | None = None,
              inception: str | None = None, vgg: str | None = None) -> Path:
-    from hieratok import Tokenizer
+    """`nproc`: runs trained at once (default: 2 when 2 cores exist), the cores shared among them."""
+    from cluster.ablation import EVAL_IMAGES, run_ablation, run_dir_of
+    from cluster.ablation_spec import load_ablation
+    from hieratok.config.loader import resolve_preset_path
 
     t_start = time.perf_counter()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    nproc = nproc or (2 if (os.cpu_count() or 1) >= 2 else 1)
-    demo = Demo(out, QUICK if quick else FULL, nproc, inception, vgg)
-    demo._timed("prepare", demo.prepare)
-    demo._timed("train", demo.train)
+    cores = os.cpu_count() or 1
+    nproc = nproc or min(2, cores)
+    spec = load_ablation(resolve_preset_path(ABLATION))
+    spec.runs.max_concurrent, spec.runs.cpus_per_worker = nproc, max(1, cores // nproc)
+    command = f"hieratok ablate --config {ABLATION} --out {out / 'ablation'}" + (" --quick" if quick else "")
+    print(f"\n$ {command}", flush=True)
+    timings = {}
+    outcome = run_ablation(spec, out / "ablation", quick=quick, inception=inception, vgg=vgg)
+    timings["ablation"] = time.perf_counter() - t_start
+    if outcome.failed:
+        raise RuntimeError("demo runs failed (run the demo again to retry them): " + "; ".join(outcome.failed))
+    results = json.loads(outcome.results.read_text())
+    protocol, baselines = results["protocol"], results["baselines"]
+    evals = {NAMES[arm]: results["arms"][arm]["seeds"][str(SEED)] for arm in NAMES}
+    run_dirs = {NAMES[arm]: run_dir_of(out / "ablation", arm, SEED) for arm in NAMES}
 
-    budget = demo.budget
-    n_val = max(budget.eval_images, budget.latent_images)
-    images, labels = first_images(demo.data, n_val, "val", 32)
-    weights = scoring_weights(out / "weights", images)
-    evals: dict = {}
+    t0 = time.perf_counter()
+    print("\n# pictures: loss curves, reconstructions, latent space", flush=True)
+    images = torch.load(out / "ablation" / EVAL_IMAGES, weights_only=True)
+    figs = _pictures(out, run_dirs, images, protocol, evals)
+    timings["pictures"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    latent = {n: {k: e[k] for k in ("uniformity", "isotropy")} for n, e in evals.items()}
+    steps = int(spec.narrowed(quick).run_config(spec.reference_arm, SEED).train.max_steps)
+    (out / "summary.json").write_text(json.dumps({"eval": evals, "latent": latent, "baselines": baselines,
+                                                  "timings": timings, "weights": protocol["scoring_weights"],
+                                                  "ablation": str(outcome.results)}, indent=1))
+    md, html = write_report(out, evals=evals, latent=latent, baselines=baselines,
+                            weights_note=protocol["scoring_weights"], figures=figs, commands=[command],
+                            timings=timings, steps=steps, eval_images=protocol["eval_images"],
+                            runs_at_once=nproc, ablation_report=outcome.report)
+    _print_summary(evals, latent, baselines, protocol["scoring_weights"], md, html, timings["total"])
+    return md
 
-    def evaluate() -> None:  # the held-out images' Inception statistics once, then each tokenizer
-        reference = reference_stats(images[: budget.eval_images], weights, out / "weights" / "val_inception_stats.npz")
-        evals.update(demo.evaluate(weights, reference))
 
-    demo._timed("eval", evaluate)
-    tokenizers = {name: Tokenizer.from_pretrained(demo.run_dir(p) / "export") for name, p in TOKENIZERS.items()}
-    first = next(iter(tokenizers.values()))
-    baselines = floors(first_images(demo.data, 3000, "train", 32)[0], images[: budget.eval_images],
-                       patch=first.config.patch_size, latent_values=first.latent_shape[0] * first.latent_shape[1])
+def _pictures(out: Path, run_dirs: dict[str, Path], images: torch.Tensor, protocol: dict, evals: dict) -> dict:
+    from hieratok import Tokenizer
+    from hieratok.eval.latent_space import embed_2d, encode_images
+    from hieratok.eval.shard_data import first_images
 
-    print("\n# latent-space analysis and figures", flush=True)
-    latent_stats, points = {}, {}
-    for name, tok in tokenizers.items():
-        z = encode_images(tok, images[: budget.latent_images])
-        latent_stats[name] = analyse(z)
-        points[name] = embed_2d(z)
+    tokenizers = {name: Tokenizer.from_pretrained(d / "export") for name, d in run_dirs.items()}
+    labels = first_images(protocol["data"], len(images), "val", protocol["resolution"])[1]
     grid_rows = {"original": images[:8]}
     with torch.no_grad():
         for name, tok in tokenizers.items():
             grid_rows[name] = tok(images[:8], sample=False)[0]
-    figs = {
-        "Training loss": figures.loss_curves({n: demo.run_dir(p) for n, p in TOKENIZERS.items()}, out / "loss_curves.png"),
+    points = {name: embed_2d(encode_images(tok, images)) for name, tok in tokenizers.items()}
+    return {
+        "Training loss": figures.loss_curves(run_dirs, out / "loss_curves.png"),
         "Reconstructions (held-out images)": figures.reconstruction_grid(grid_rows, out / "reconstructions.png"),
-        "Latent space": figures.latent_maps(points, labels[: budget.latent_images].numpy(), latent_stats,
-                                            out / "latent_space.png"),
+        "Latent space": figures.latent_maps(points, labels.numpy(), evals, out / "latent_space.png"),
     }
-    demo.timings["total"] = time.perf_counter() - t_start
-    (out / "summary.json").write_text(json.dumps({"eval": evals, "latent": latent_stats, "baselines": baselines,
-                                                  "timings": demo.timings, "weights": weights.note}, indent=1))
-    md, html = write_report(out, evals=evals, latent=latent_stats, baselines=baselines, weights_note=weights.note,
-                            figures=figs, commands=demo.commands, timings=demo.timings, budget=budget, nproc=nproc)
-    _print_summary(evals, latent_stats, baselines, weights.note, md, html, demo.timings["total"])
-    return md
 
 
 def _print_summary(evals, latent, baselines, note, md, html, seconds) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from hieratok.eval.baselines import floor_psnr
@@ -44,8 +43,8 @@ def floor_verdict(evals: dict, baselines: dict) -> str:
 
 
 def write_report(out: Path, *, evals: dict, latent: dict, baselines: dict, weights_note: str,
-                 figures: dict[str, Path], commands: list[str], timings: dict[str, float], budget,
-                 nproc: int) -> tuple[Path, Path]:
+                 figures: dict[str, Path], commands: list[str], timings: dict[str, float], steps: int,
+                 eval_images: int, runs_at_once: int, ablation_report: Path) -> tuple[Path, Path]:
     names = list(evals) + [f"{b} (baseline)" for b in baselines]
     rows = []
     for key, label, better in METRICS:
@@ -54,19 +53,18 @@ def write_report(out: Path, *, evals: dict, latent: dict, baselines: dict, weigh
     for key, label in (("uniformity", "latent uniformity (lower is more uniform)"),
                        ("isotropy", "latent isotropy (higher is more isotropic)")):
         rows.append([label, *[_fmt(latent[n][key]) for n in evals], *["-" for _ in baselines]])
-    first = next(iter(evals.values()))
-    protocol = {k: v for k, v in first.items() if k not in {m for m, _, _ in METRICS}}
-
     md = ["# HieraTok demo: single-scale against multi-scale, under identical settings\n",
-          f"Both tiny tokenizers trained for {budget.steps} steps at global batch 16 on {nproc} process(es), "
-          f"same data order and seed; evaluated on {budget.eval_images} held-out images.\n",
+          f"Both tiny tokenizers trained for {steps} steps at global batch 16, {runs_at_once} run(s) at once as "
+          f"Ray trials of the ablation runner, same data order and seed; scored on {eval_images} held-out "
+          f"images. One seed: the ablation's own report ({ablation_report.relative_to(out)}) says what one "
+          f"seed cannot; `configs/ablations/tiny.yaml` runs 3.\n",
           "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     md += ["", f"**{floor_verdict(evals, baselines)}**", "", f"**Weights used for scoring:** {weights_note}", "",
-           f"Protocol: `{json.dumps(protocol, sort_keys=True)}`", ""]
+           f"Protocol: `results.json` beside {ablation_report.relative_to(out)}.", ""]
     for title, path in figures.items():
         md += [f"## {title}", "", f"![{title}]({path.name})", ""]
-    md += ["## The commands this demo ran", "", "```bash", *commands, "```", "",
+    md += ["## The command this demo ran", "", "```bash", *commands, "```", "",
            "## The same on a SLURM cluster", "", "```bash", CLUSTER, "```", "",
            "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), ""]
     md_path = out / "report.md"
@@ -81,7 +79,7 @@ def write_report(out: Path, *, evals: dict, latent: dict, baselines: dict, weigh
             f"<h1>HieraTok demo: single-scale against multi-scale</h1><p>{html.escape(md[1])}</p>"
             f"<table>{head}{table}</table><p><b>{html.escape(floor_verdict(evals, baselines))}</b></p>"
             f"<p><b>Weights used for scoring:</b> {html.escape(weights_note)}</p>"
-            f"{figs}<h2>The commands this demo ran</h2><pre>{html.escape(chr(10).join(commands))}</pre>"
+            f"{figs}<h2>The command this demo ran</h2><pre>{html.escape(chr(10).join(commands))}</pre>"
             f"<h2>The same on a SLURM cluster</h2><pre>{html.escape(CLUSTER)}</pre></body></html>")
     html_path = out / "report.html"
     html_path.write_text(page)

@@ -78,17 +78,19 @@ def ensure_ray(address: str | None, num_cpus: int) -> bool:
 class RayInceptionPool:
     """`workers` Inception actors, started on first use and kept for later image sets; Ray must be up.
 
-    Each actor takes 1 CPU (and `gpus_per_worker` GPUs) and cpu_count // workers torch threads.
+    Each actor takes 1 CPU (and `gpus_per_worker` GPUs) and `threads_per_worker` torch threads (default
+    cpu_count // workers: the machine's cores shared out).
     Use as a context manager, or call `close()`.
     """
 
     def __init__(self, weights: str | Path, workers: int, *, gpus_per_worker: float = 0.0,
-                 features: tuple[str, ...] = (FID_FEATURE, ISC_FEATURE), max_retries: int = 2):
+                 features: tuple[str, ...] = (FID_FEATURE, ISC_FEATURE), max_retries: int = 2,
+                 threads_per_worker: int | None = None):
         if workers < 1:
             raise ValueError(f"--ray-workers must be at least 1, got {workers}")
         self.weights, self.workers, self.features = str(weights), workers, sorted(set(features))
         self.options = {"num_cpus": 1, "num_gpus": gpus_per_worker, "max_restarts": 0}
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         self.max_retries = max_retries
         self.actors: list = []
 
