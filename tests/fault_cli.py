@@ -13,8 +13,11 @@ name to the file HIERATOK_FAULT_MARK when it gets there (the event the test wait
     HIERATOK_FAULT_HOLD=checkpoint:2   the 2nd checkpoint write pauses until a stop signal is recorded
     HIERATOK_FAULT_HOLD=native:2       the 2nd checkpoint write blocks in native code for good, as a
                                        collective whose peer is gone does (Python handlers never run)
+    HIERATOK_FAULT_HOLD=staged:2       the 2nd checkpoint's tensors are in its staging folder, not yet
+                                       published: every rank sleeps there until it is killed (or the cap)
     HIERATOK_FAULT_STOP_GRACE_S=1      with several ranks, give up a data wait 1 s after a stop signal
 
+The checkpoint holds act after the backend's save (any backend) has written the rank's part.
 Run it as the CLI is run: `python tests/fault_cli.py train ...`, or under torchrun.
 """
 from __future__ import annotations
@@ -66,9 +69,10 @@ def _nan_aux_at(steps: set[int]):
 def _mark(phase: str) -> None:
     path = os.environ.get("HIERATOK_FAULT_MARK")
     if path:
-        with open(path + ".tmp", "w") as f:
+        tmp = f"{path}.{os.getpid()}.tmp"  # one per process: ranks may mark at once
+        with open(tmp, "w") as f:
             f.write(phase)
-        os.replace(path + ".tmp", path)  # the test never reads a half-written mark
+        os.replace(tmp, path)  # the test never reads a half-written mark
 
 
 def _hold(phase: str, until=lambda: False) -> None:
@@ -110,7 +114,7 @@ class _HeldLoader:
 
 def _install_holds(spec: str) -> None:
     import data_pipeline.loading.loader as loader_module
-    from hieratok.train.backends.torch_dcp import TorchBackend as Backend
+    from hieratok.train.checkpoint import Checkpointer
     from hieratok.distributed.signals import PreemptionGuard
 
     phase, _, n = spec.partition(":")
@@ -131,17 +135,25 @@ def _install_holds(spec: str) -> None:
     PreemptionGuard.install = lambda self: _guards.append(self) or install(self)
 
     saves = {"n": 0}
-    save = Backend.save
+    init = Checkpointer.__init__
 
-    def held_save(self, folder):
-        save(self, folder)
-        saves["n"] += 1
-        if saves["n"] == n and phase == "checkpoint":
-            _hold("checkpoint", until=lambda: any(g.requested for g in _guards))
-        elif saves["n"] == n and phase == "native":
-            _hold_native("native")
+    def held_init(self, *args, **kwargs):  # wraps this run's backend's save, whichever backend it is
+        init(self, *args, **kwargs)
+        save = self.backend.save
 
-    Backend.save = held_save
+        def held_save(folder):
+            save(folder)
+            saves["n"] += 1
+            if saves["n"] == n and phase == "checkpoint":
+                _hold("checkpoint", until=lambda: any(g.requested for g in _guards))
+            elif saves["n"] == n and phase == "native":
+                _hold_native("native")
+            elif saves["n"] == n and phase == "staged":
+                _hold("staged")  # no signal ends it: the test kills the process here
+
+        self.backend.save = held_save
+
+    Checkpointer.__init__ = held_init
 
 
 if __name__ == "__main__":

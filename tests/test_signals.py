@@ -10,71 +10,14 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import pytest
 
 from test_train_equivalence import reference_run  # noqa: F401 (fixture)
 from test_train_resume import assert_epoch_seen_once
-from train_runs import REPO, env, latest_step, losses, metrics, run_train, tiny_overrides, train_command
+from train_runs import REPO, HeldRun, env, latest_step, losses, metrics, run_train, tiny_overrides
 
 EXIT_BOUND_S = 120
-# every wait ends on an event (a hold's mark file, a line on stderr, the exit); this deadline only
-# turns a broken run into a failure instead of a hung test, so it is generous
-DEADLINE_S = 300
-
-
-class HeldRun:
-    """A `hieratok train` process held in one phase by tests/fault_cli.py, to be signalled there."""
-
-    def __init__(self, tmp_path: Path, run_dir: Path, overrides: list[str], hold: str, nproc: int = 1, **faults: str):
-        self.run_dir, self.mark = run_dir, tmp_path / "hold.mark"
-        self.out_path, self.err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-        faults.update(HIERATOK_FAULT_HOLD=hold, HIERATOK_FAULT_MARK=str(self.mark))
-        with self.out_path.open("w") as out, self.err_path.open("w") as err:
-            self.proc = subprocess.Popen(train_command(run_dir, overrides, nproc, faults=True), cwd=REPO, stdout=out,
-                                         stderr=err, env=env(**faults))
-
-    @property
-    def stderr(self) -> str:
-        return self.err_path.read_text()
-
-    def wait_for(self, what: str, ready) -> None:
-        deadline = time.monotonic() + DEADLINE_S
-        while not ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the run ended ({self.proc.returncode}) before {what}:\n{self.stderr[-3000:]}")
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                raise AssertionError(f"no {what} within {DEADLINE_S} s:\n{self.stderr[-3000:]}")
-            time.sleep(0.02)
-
-    def held(self, phase: str) -> None:
-        self.wait_for(f"hold '{phase}'", lambda: self.mark.exists())
-        assert self.mark.read_text() == phase
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def noticed(self, sig: int) -> None:
-        """The process has counted `sig` (its first-signal notice is on stderr)."""
-        self.wait_for(f"{signal.Signals(sig).name} noticed", lambda: f"{signal.Signals(sig).name} received" in self.stderr)
-
-    def finish(self) -> tuple[int, float]:
-        """(exit status, seconds it took to exit)."""
-        t0 = time.monotonic()
-        try:
-            rc = self.proc.wait(timeout=DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError(f"still running {DEADLINE_S} s after the signal:\n{self.stderr[-3000:]}") from None
-        return rc, time.monotonic() - t0
-
-    def events(self) -> list[dict]:
-        path = self.run_dir / "metrics.jsonl"
-        rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-        return [r for r in rows if "event" in r]
 
 
 def _no_traceback(run: HeldRun) -> None:

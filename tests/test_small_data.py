@@ -12,8 +12,7 @@ from data_pipeline.loading.batch_wait import BatchFetcher, DataTimeoutError, Wai
 from data_pipeline.loading.capacity import require_full_steps
 from data_pipeline.config import DataConfig
 from data_pipeline.errors import DataError
-from test_signals import HeldRun
-from train_runs import run_train, tiny_overrides
+from train_runs import HeldRun, run_train, tiny_overrides
 
 
 def _prepare(tmp_path_factory, fmt: str, limit: int, per_shard: int):

@@ -1,18 +1,27 @@
-"""Run `hieratok train` the way users do (a process, or torchrun with 2 gloo processes) and read
-back what the run directory contract promises: metrics.jsonl, checkpoints/, export/, key logs."""
+"""Run `hieratok train` the way users do (a process, or torchrun with 2 gloo processes), to the end
+or live (HeldRun: to be signalled or killed at an event), and read back what the run directory
+contract promises: metrics.jsonl, checkpoints/, export/, key logs."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from safetensors.torch import load_file
 
+from hieratok.metrics_file import read_records
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tokenizer" / "tiny_hieratok.yaml")
+# every wait ends on an event (a hold's mark file, a line on stderr, a step in metrics.jsonl, the exit);
+# this deadline only turns a broken run into a failure instead of a hung test, so it is generous
+DEADLINE_S = 300
 
 
 def tiny_overrides(data_path, **extra) -> list[str]:
@@ -61,6 +70,83 @@ def run_train(run_dir, overrides: list[str], nproc: int = 1, check: bool = True,
     if check and proc.returncode != 0:
         raise AssertionError(f"hieratok train failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+class HeldRun:
+    """A live `hieratok train` process, to be signalled or killed at an event; with `hold`, held in one
+    phase by tests/fault_cli.py (whose mark file says when it is there)."""
+
+    def __init__(self, tmp_path: Path, run_dir: Path, overrides: list[str], hold: str | None = None,
+                 nproc: int = 1, **faults: str):
+        self.run_dir, self.mark = run_dir, tmp_path / "hold.mark"
+        self.out_path, self.err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+        if hold:
+            faults.update(HIERATOK_FAULT_HOLD=hold, HIERATOK_FAULT_MARK=str(self.mark))
+        with self.out_path.open("w") as out, self.err_path.open("w") as err:
+            self.proc = subprocess.Popen(train_command(run_dir, overrides, nproc, faults=bool(faults)), cwd=REPO,
+                                         stdout=out, stderr=err, env=env(**faults))
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def wait_for(self, what: str, ready) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while not ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the run ended ({self.proc.returncode}) before {what}:\n{self.stderr[-3000:]}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"no {what} within {DEADLINE_S} s:\n{self.stderr[-3000:]}")
+            time.sleep(0.02)
+
+    def held(self, phase: str) -> None:
+        self.wait_for(f"hold '{phase}'", lambda: self.mark.exists())
+        assert self.mark.read_text() == phase
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def noticed(self, sig: int) -> None:
+        """The process has counted `sig` (its first-signal notice is on stderr)."""
+        self.wait_for(f"{signal.Signals(sig).name} noticed", lambda: f"{signal.Signals(sig).name} received" in self.stderr)
+
+    def kill(self) -> None:
+        """SIGKILL the run and every process it started, as a lost node would be. torchrun starts its
+        workers in sessions of their own, so a process-group kill would miss them: they are found
+        through /proc before anything dies."""
+        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def finish(self) -> tuple[int, float]:
+        """(exit status, seconds it took to exit)."""
+        t0 = time.monotonic()
+        try:
+            rc = self.proc.wait(timeout=DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"still running {DEADLINE_S} s after the signal:\n{self.stderr[-3000:]}") from None
+        return rc, time.monotonic() - t0
+
+    def events(self) -> list[dict]:
+        path = self.run_dir / "metrics.jsonl"
+        return [r for r in read_records(path) if "event" in r] if path.exists() else []
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # the name in (...) may hold spaces
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def metrics(run_dir) -> list[dict]:
