@@ -1,8 +1,10 @@
 """Reading a run's `metrics.jsonl` (one JSON object a log step or event, written by rank 0), whole or as it
-grows. A line torn by a killed writer is skipped wherever the file is read."""
+grows. A line torn by a killed writer is skipped wherever the file is read. The same JSON-lines form,
+one record a step, is used by the key logs (keys_rank<R>.jsonl), which a resume trims the same way."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -66,3 +68,15 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 def read_records(path: str | Path) -> list[dict]:
     """Every complete record of a metrics.jsonl in file order, events included (a torn line skipped)."""
     return MetricsTail(path).read_new()
+
+
+def truncate_after(path: str | Path, step: int) -> None:
+    """Keep the records up to `step`: a resumed run redoes the steps after its checkpoint and writes
+    them again. A line torn by a kill goes too."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = [r for r in read_records(path) if r.get("step", 0) <= step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, path)  # a crash mid-rewrite leaves the old file, never a truncated one

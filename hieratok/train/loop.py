@@ -16,6 +16,7 @@ from data_pipeline.loading.batch_wait import BatchFetcher, WaitAbandoned
 from hieratok.config.errors import ConfigError
 from hieratok.distributed.process_group import all_reduce_sum
 from hieratok.distributed.randomness import rng_state
+from hieratok.metrics_file import truncate_after
 from hieratok.train.optim import lr_at, scaled_lr
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class TrainLoop:
         self._fetch = BatchFetcher(getattr(loader, "where", f"data.path {cfg.data.path}"), cfg.data.timeout_s)
         self._boundary: dict | None = None  # data and RNG state where the step in flight started
         self._saved_step = state.step  # the step the newest checkpoint holds (or the start)
-        self._keys_file = (run_dir / f"keys_rank{info.rank}.jsonl").open("a") if cfg.logging.record_keys else None
+        self._keys_file = self._open_key_log() if cfg.logging.record_keys else None
 
     # --- data ----------------------------------------------------------------------------------
     def _next_batch(self) -> tuple[dict, float]:
@@ -250,15 +251,27 @@ class TrainLoop:
             raise type(error)(f"{error} (steps up to {st.step} are saved: {saved})") from error
         raise error
 
+    def _open_key_log(self):
+        """This rank's key log (logging.record_keys), holding only the steps this run starts from: a run
+        killed after its last checkpoint redoes the later steps and records them again, as metrics.jsonl
+        does. Rank 0 also trims the logs of ranks this run does not have (a resume at a smaller world
+        size). Line-buffered, so that a kill loses no record of a step a checkpoint holds."""
+        logs = [self.run_dir / f"keys_rank{self.info.rank}.jsonl"]
+        if self.info.is_main:
+            logs += [p for p in self.run_dir.glob("keys_rank*.jsonl")
+                     if int(p.stem.removeprefix("keys_rank")) >= self.info.world_size]
+        for path in logs:
+            truncate_after(path, self.state.step)
+        return logs[0].open("a", buffering=1)
+
     def _drop_unfinished_keys(self) -> None:
         """The key log keeps only steps that happened: a resume records the dropped step again."""
         if self._keys_file is None:
             return
         self._keys_file.close()
         path = Path(self._keys_file.name)
-        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.state.step]
-        path.write_text("".join(line + "\n" for line in kept))
-        self._keys_file = path.open("a")
+        truncate_after(path, self.state.step)
+        self._keys_file = path.open("a", buffering=1)
 
     def _on_nonfinite(self, step: int, scalars: dict) -> None:
         st, limit = self.state, self.cfg.train.max_nonfinite_steps

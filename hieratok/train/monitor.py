@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import secrets
 import string
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from hieratok.metrics_file import read_records
+from hieratok.metrics_file import truncate_after
 
 
 class Monitor:
@@ -40,7 +39,7 @@ class Monitor:
         self._interval_data_wait = 0.0
         if not is_main:
             return
-        _truncate_after(self.path, start_step)  # a resumed run rewrites the steps it lost
+        truncate_after(self.path, start_step)  # a resumed run rewrites the steps it lost
         if cfg.logging.wandb.mode != "disabled":
             self._init_wandb(run_dir)
         if cfg.logging.tensorboard:
@@ -140,13 +139,3 @@ def _jsonable(v):
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)  # "nan" / "inf": strict JSON has no NaN
     return v
-
-
-def _truncate_after(path: Path, step: int) -> None:
-    if not path.exists():
-        return
-    # records after the checkpoint's step go (the resumed run redoes them), and so does a line torn by a kill
-    kept = [r for r in read_records(path) if r.get("step", 0) <= step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, path)  # a crash mid-rewrite leaves the old file, never a truncated one
