@@ -47,7 +47,7 @@ def test_full_objective_and_periodic_eval_match_across_world_sizes(tmp_path, emb
     torch.testing.assert_close(torch.tensor(disc[1]), torch.tensor(disc[0]), rtol=2e-4, atol=0)
     e1, e2 = _evals(one), _evals(two)
     assert [e["step"] for e in e1] == [5, 10] and all(e["eval/num_images"] == 12 for e in e1)
-    for a, b in zip(e1, e2):
+    for a, b in zip(e1, e2, strict=True):
         for k in ("eval/psnr", "eval/ssim", "eval/lpips"):
             assert a[k] == pytest.approx(b[k], rel=2e-4), k
 

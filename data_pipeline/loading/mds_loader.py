@@ -23,7 +23,11 @@ from streaming import StreamingDataLoader, StreamingDataset
 from streaming.base.dataset import _ShardState
 from torch.utils.data import default_collate
 
+from data_pipeline.errors import DataError
 from data_pipeline.loading.augment import crop_flip_uint8
+
+# what streaming (0.13) raises in the iterating thread when its shard download/read thread failed
+STREAMING_THREAD_FAILED = "Background thread failed"
 
 
 class _LocalShardsFastPath(StreamingDataset):
@@ -120,11 +124,26 @@ class MdsLoader:
         return self._batches(self._epoch)
 
     def _batches(self, epoch: int):
-        for batch in self._loader:
+        batches = iter(self._loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except RuntimeError as e:
+                raise self._as_data_error(e) from e
             self._seen += len(batch["key"])
             yield self._finish(batch)
         if self._open and self._epoch == epoch:
             self._epoch, self._start, self._seen, self._open = epoch + 1, 0, 0, False
+
+    def _as_data_error(self, error: RuntimeError) -> Exception:
+        """streaming's download / read thread failing (a remote that went away, a shard gone) reaches the
+        iterator as a bare RuntimeError, in this process or through a DataLoader worker: name the data."""
+        if STREAMING_THREAD_FAILED not in str(error):
+            return error
+        return DataError(f"reading {self.where} failed: streaming's shard download/read thread stopped (its traceback "
+                         f"is above: unreachable storage, a shard gone?); rerun once the data is reachable to resume")
 
     def state_dict(self) -> dict:
         return {

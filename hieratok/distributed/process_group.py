@@ -1,6 +1,7 @@
 """Process-group set-up from the torchrun-style environment (torchrun, or SLURM via cluster/)."""
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from dataclasses import dataclass
@@ -83,5 +84,11 @@ def broadcast_object(obj, src: int = 0):
 
 
 def shutdown() -> None:
+    """Destroy the process group while the interpreter is whole. FSDP2's modules sit in reference cycles
+    that hold tensors and gloo work; left to interpreter finalization, freeing them from gloo's threads
+    can abort the process after a clean finish ("terminate called without an active exception", seen
+    about once in 40 two-process FSDP2 runs), so the cycle collector frees them first."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()

@@ -138,6 +138,7 @@ class Checkpointer:
         self.dirs = CheckpointDirs(run_dir, cfg.checkpoint.keep_last)
         self._wandb_run_id = wandb_run_id_getter
         self.last_save_s: float | None = None
+        self.last_load: str | None = None  # how the backend restored the last checkpoint ("dcp", "universal", ...)
 
     def save(self, state: LoopState, loader, boundary: dict | None = None) -> Path:
         """Collective: every rank calls it at the same step. `boundary` ({"data_state", "rng"}): the
@@ -182,7 +183,7 @@ class Checkpointer:
                 f"(this run has dist.backend={self.cfg.dist.backend})"
             )
         try:
-            self.backend.load(checkpoint, saved["world_size"])
+            self.last_load = self.backend.load(checkpoint, saved["world_size"])
         # a damaged checkpoint fails in the backend's own ways; DCP's CheckpointException is a BaseException
         except (Exception, CheckpointException) as e:  # noqa: BLE001
             raise CheckpointUnreadable(_first_line(e)) from e

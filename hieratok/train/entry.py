@@ -97,7 +97,8 @@ class Trainer:
         if restored is not None:
             path, seconds = restored
             self.monitor.log_event(self.state.step, {"event": "resumed", "path": str(path), "seconds": seconds,
-                                                     "saved_world_size": saved_world, "world_size": info.world_size})
+                                                     "saved_world_size": saved_world, "world_size": info.world_size,
+                                                     "load": self.checkpointer.last_load})
         # a single process leaves an evaluation on a stop signal; several ranks finish it together
         self.periodic = PeriodicWork(cfg, info, task, self.monitor,
                                      should_stop=lambda: info.world_size == 1 and guard.requested)

@@ -120,7 +120,9 @@ class Backend(ABC):
         """Model, optimizer, EMA and auxiliary models into `folder` (all ranks together)."""
 
     @abstractmethod
-    def load(self, folder: Path, saved_world_size: int) -> None: ...
+    def load(self, folder: Path, saved_world_size: int) -> str:
+        """Restore what `save` wrote, at this world size; returns how (recorded in the `resumed` event):
+        e.g. "dcp" (resharded by DCP whatever the world size) or "universal" (DeepSpeed's conversion)."""
 
     @abstractmethod
     def export_state_dict(self, use_ema: bool) -> dict[str, torch.Tensor] | None:

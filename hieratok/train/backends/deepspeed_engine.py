@@ -151,7 +151,7 @@ class DeepSpeedBackend(Backend):
         if self.info.rank == 0:
             torch.save(extra, folder / DS_EXTRA)
 
-    def load(self, folder: Path, saved_world_size: int) -> None:
+    def load(self, folder: Path, saved_world_size: int) -> str:
         ds_dir = folder / DS_DIR
         tag = DS_TAG
         if saved_world_size != self.info.world_size:
@@ -167,6 +167,7 @@ class DeepSpeedBackend(Backend):
         for name, (m, o) in self.aux.items():
             m.load_state_dict(extra["aux"][name]["model"])
             o.load_state_dict(extra["aux"][name]["optim"])
+        return "universal" if tag != DS_TAG else "deepspeed"
 
     def export_state_dict(self, use_ema: bool) -> dict[str, torch.Tensor] | None:
         """Full fp32 CPU state dict on rank 0 (a collective under ZeRO-3)."""

@@ -100,9 +100,10 @@ class TorchBackend(Backend):
         with single_process_is_intended():
             dcp.save({"train": self._state()}, checkpoint_id=str(folder / DCP_DIR))
 
-    def load(self, folder: Path, saved_world_size: int) -> None:
+    def load(self, folder: Path, saved_world_size: int) -> str:
         with single_process_is_intended():
             dcp.load({"train": self._state()}, checkpoint_id=str(folder / DCP_DIR))
+        return "dcp"
 
     def export_state_dict(self, use_ema: bool) -> dict[str, torch.Tensor] | None:
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
