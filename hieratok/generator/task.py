@@ -163,8 +163,8 @@ class GeneratorTask(Task):
 
     # --- export -------------------------------------------------------------------------------
     def export(self, state_dict: dict[str, torch.Tensor], directory, extra: dict | None = None) -> None:
-        """model.safetensors + config.json: the model config, the tokenizer (`tokenizer_ref`: path, weights hash) and the
-        latent stats that `hieratok sample` needs to turn generated latents into images."""
+        """model.safetensors + config.json: the model config, the tokenizer (`tokenizer_ref`: path, weights
+        hash) and the latent stats that `hieratok sample` needs to turn generated latents into images."""
         from hieratok.nn.pretrained import save_state_dict
 
         if self.stats is None:
