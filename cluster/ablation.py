@@ -105,10 +105,44 @@ def run_grid(trainable, resources: dict, arms: list[str], seeds: list[int], max_
         tune.with_resources(trainable, resources),
         param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(list(seeds))},
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
-        run_config=tune.RunConfig(name=f"{name}-{int(time.time())}", storage_path=str(out / "ray"), verbose=1),
+        run_config=tune.RunConfig(name=f"{name}-{int(time.time())}", storage_path=str(out / "ray"), verbose=1,
+                                  callbacks=[runs_done_bar(len(arms) * len(seeds), name)]),
     )
     grid = tuner.fit()
     return [f"{r.config['arm']}/seed{r.config['seed']}: {r.error}" for r in grid if r.error is not None]
+
+
+def runs_done_bar(total: int, name: str, file=None):
+    """A Tune callback: a progress bar (hieratok.progress) of the runs finished, failed ones included."""
+    from ray.tune import Callback
+
+    class RunsDone(Callback):
+        def __init__(self):
+            self.bar = None
+
+        def __reduce__(self):  # Tune pickles its run config: a fresh callback there, the bar stays here
+            return runs_done_bar, (total, name)
+
+        def setup(self, **info):
+            from hieratok.progress import counter
+
+            self.bar = counter(desc=f"{name} runs", total=total, unit="run", file=file)
+
+        def _tick(self) -> None:
+            if self.bar is not None:
+                self.bar.update(1)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._tick()
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._tick()
+
+        def on_experiment_end(self, trials, **info):
+            if self.bar is not None:
+                self.bar.close()
+
+    return RunsDone()
 
 
 def run_ablation(spec: AblationSpec, out: str | Path, *, quick: bool = False, seeds: list[int] | None = None,

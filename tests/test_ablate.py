@@ -93,3 +93,20 @@ def test_bad_ablation_files_name_the_problem(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hieratok", "ablate", "--config", str(bad), "--quick"],
                           cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "model.scalez" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_runs_bar_counts_finished_and_failed_runs_and_survives_tunes_pickling():
+    import io
+    import pickle
+
+    from cluster.ablation import runs_done_bar
+
+    out = io.StringIO()
+    callback = runs_done_bar(3, "cpu", file=out)
+    assert pickle.loads(pickle.dumps(callback)).bar is None  # Tune pickles its run config
+    callback.setup()
+    callback.on_trial_complete(0, [], None)
+    callback.on_trial_error(1, [], None)  # a failed run is done too: the bar reaches its total
+    callback.on_trial_complete(2, [], None)
+    callback.on_experiment_end([])
+    assert "cpu runs" in out.getvalue() and "3/3" in out.getvalue(), out.getvalue()

@@ -1,4 +1,5 @@
-"""`hieratok ablate --config configs/ablations/NAME.yaml [--arms A,B] [--seeds 0,1,2] [--out DIR] [--quick] [--address ADDR]`."""
+"""`hieratok ablate --config configs/ablations/NAME.yaml [--arms A,B] [--seeds 0,1,2] [--out DIR] [--quick]
+[--address ADDR] [--no-progress]`."""
 from __future__ import annotations
 
 import sys
@@ -15,6 +16,8 @@ def add_arguments(p) -> None:
                    "steps): exercises the whole path in minutes")
     p.add_argument("--address", default=None,
                    help="join this Ray cluster (e.g. 10.0.0.1:6379 or 'auto'); default: a local Ray on this machine")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar of the runs (none when stderr "
+                   "is not a terminal either)")
 
 
 def run(args) -> int:
@@ -23,9 +26,11 @@ def run(args) -> int:
     from cluster.ablation import run_ablation
     from cluster.ablation_spec import load_ablation
     from cluster.generator_ablation import is_generator_ablation, load_generator_ablation, run_generator_ablation
+    from hieratok import progress
     from hieratok.config.errors import ConfigError
     from hieratok.config.loader import resolve_preset_path
 
+    progress.set_enabled(not args.no_progress)
     path = Path(args.config) if Path(args.config).exists() else resolve_preset_path(args.config)
     generator = is_generator_ablation(path)
     spec = load_generator_ablation(path) if generator else load_ablation(path)
