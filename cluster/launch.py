@@ -179,7 +179,6 @@ def slurm_parameters(plan: LaunchPlan) -> dict:
     if r.node_count != str(r.nodes):
         params.update(_node_range_tasks(r))
         del params["ntasks_per_node"]
-    params["srun_args"] = ["--no-kill", *params.get("srun_args", [])]
     for key, value in r.slurm_opts.items():  # submitit's own parameter where it has one, else passed through
         if key in _submitit_parameters():
             params[key] = value
