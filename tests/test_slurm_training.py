@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slurm
 
 CONFIG = "configs/tokenizer/tiny_single.yaml"
 MAX_STEPS = 40
-# The job waits on events (steps in metrics.jsonl, job states), never on a step time: 40 steps at
-# 4 accumulated micro-batches a rank leave room for the two interruptions whatever the machine.
+# The test waits on events (steps in metrics.jsonl, job states), not on a step time; 40 steps leave
+# 30-odd steps of room after each interruption is sent, and an interruption that came too late to
+# land fails the test (too few stops in the log) rather than passing it.
 GLOBAL_BATCH = 64
 TIMING_KEYS = {"images_per_s", "data_wait_fraction"}  # wall-clock figures differ run to run
 STRANGE = "a b; echo $(id) 'q' \"dq\" `tick` & | > < * ? ~ \\ %j %t"
