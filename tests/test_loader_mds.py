@@ -3,8 +3,6 @@ resume, global-batch invariance across world sizes (ranks simulated in one proce
 import multiprocessing as mp
 import os
 import signal
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,24 +169,6 @@ def test_stale_shared_memory_of_a_killed_job_is_removed_and_live_memory_kept(emb
     assert killed in removed and _prefix(live) not in removed
     assert killed not in _streaming_prefixes() and _prefix(live) in _streaming_prefixes()
     assert len(_keys(live)) == TRAIN  # the live dataset still works
-
-
-def test_lock_files_without_segments_are_removed_and_a_live_datasets_kept(embedded_mds):
-    from data_pipeline.loading.shm_cleanup import remove_stale_streaming_shm
-
-    live = build_loader(_cfg(embedded_mds), 0, 1, seed=0, batch_size=8)
-    assert len(_keys(live)) == TRAIN  # an epoch read: streaming makes its lock files as it first takes them
-    live_locks = {f"{_prefix(live)}_barrier_filelock"}
-    tmp = Path(tempfile.gettempdir())
-    free = max(int(p) for p in _streaming_prefixes()) + 500  # a prefix no dataset has now
-    orphans = {f"{free:06d}_barrier_filelock", f"{free:06d}_cache_filelock"}
-    for name in orphans:  # what a finished dataset leaves behind
-        (tmp / name).touch()
-    assert live_locks <= set(os.listdir(tmp))
-    remove_stale_streaming_shm()
-    left = set(os.listdir(tmp))
-    assert not orphans & left and live_locks <= left
-    assert len(_keys(live)) == TRAIN  # and the live dataset reads on
 
 
 def test_a_shared_memory_prefix_taken_by_another_job_is_claimed_again():

@@ -10,10 +10,6 @@ training run). Here a prefix `NNNNNN` is stale only when
 A stale prefix is removed in an order that keeps a starting job from claiming it half-way: its
 other segments first, then its file locks in the temp dir, then `NNNNNN_locals` last (streaming
 skips a prefix while its `locals` segment exists).
-streaming also leaves a finished job's two file locks in the temp dir after it unlinked its segments,
-and skips a prefix with a lock file for good: the prefixes climb by one a dataset, and the temp dir
-fills (414 lock files after one day of this suite). A lock file of ours whose prefix has no segment
-left is removed too: a live dataset holds its `locals` segment from before it makes its locks.
 Limits: processes of our user in another PID namespace that share this /dev/shm are invisible
 here; on such hosts don't call this (build_loader's `clean_stale_shm=False`).
 """
@@ -29,7 +25,6 @@ _SEGMENT = re.compile(r"^(\d{6})_([a-z_]+)$")
 _STREAMING_NAMES = {"locals", "barrier", "next_epoch", "cache_usage", "shard_states",
                     "shard_access_times", "resume", "epoch_shape", "epoch_data"}
 _FILELOCKS = ("barrier_filelock", "cache_filelock")
-_FILELOCK = re.compile(r"^(\d{6})_(barrier|cache)_filelock$")
 
 
 def _our_segments() -> dict[str, list[Path]]:
@@ -77,28 +72,9 @@ def _segments_in_use() -> set[str]:
     return used
 
 
-def remove_orphan_filelocks(prefixes_with_segments: set[str]) -> list[str]:
-    """Unlink our lock files in the temp dir whose prefix has no /dev/shm segment; returns their names."""
-    removed, uid, tmp = [], os.getuid(), tempfile.gettempdir()
-    for entry in os.scandir(tmp):
-        m = _FILELOCK.match(entry.name)
-        if not m or m.group(1) in prefixes_with_segments:
-            continue
-        try:
-            if entry.stat(follow_symlinks=False).st_uid != uid:
-                continue
-            os.unlink(entry.path)
-        except (FileNotFoundError, PermissionError):
-            continue
-        removed.append(entry.name)
-    return removed
-
-
 def remove_stale_streaming_shm() -> list[str]:
-    """Unlink the segments of dead streaming jobs of our user, and lock files no segment goes with;
-    returns the prefixes whose segments were removed."""
+    """Unlink the segments of dead streaming jobs of our user; returns the prefixes removed."""
     segments = _our_segments()
-    remove_orphan_filelocks(set(segments))
     candidates = {p: segs for p, segs in segments.items() if any(s.name.endswith("_locals") for s in segs)}
     if not candidates:
         return []
