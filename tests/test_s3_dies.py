@@ -69,7 +69,10 @@ def test_a_dying_endpoint_is_one_line_with_the_finished_steps_saved(tmp_path, mo
         server.kill()
     last = run.stderr.strip().splitlines()[-1]
     assert rc == 2, run.stderr[-3000:]
-    assert last.startswith(f"hieratok train: data error: reading MDS data {url}/train failed") and "steps up to" in last, last
+    # streaming reports the dead endpoint as a failed read, or (its download thread stuck in retries) as no
+    # batch within data.timeout_s: either is one line naming the data, with the finished steps saved
+    assert last.startswith("hieratok train: data error: ") and f"MDS data {url}/train" in last, last
+    assert "steps up to" in last and ("failed" in last or "data.timeout_s=120" in last), last
     stopped = latest_step(run_dir)
     logged = [r["step"] for r in read_records(run_dir / "metrics.jsonl") if "loss" in r]
     assert 2 <= stopped < 20 and f"step_{stopped:08d}" in last and stopped == logged[-1]  # every finished step
