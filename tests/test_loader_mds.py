@@ -171,6 +171,39 @@ def test_stale_shared_memory_of_a_killed_job_is_removed_and_live_memory_kept(emb
     assert len(_keys(live)) == TRAIN  # the live dataset still works
 
 
+def _first_free_prefixes(n: int) -> list[int]:
+    """The first n prefixes with no `locals` segment and no lock file: those streaming's walk stops at."""
+    import tempfile
+
+    def free(i):
+        taken = [f"/dev/shm/{i:06d}_locals"] + [f"{tempfile.gettempdir()}/{i:06d}_{lock}"
+                                                for lock in ("barrier_filelock", "cache_filelock")]
+        return not any(os.path.exists(t) for t in taken)
+
+    return [i for i in range(100_000) if free(i)][:n]
+
+
+def test_segments_left_without_their_prefix_are_removed_before_the_next_job_claims_one(embedded_mds):
+    """A job killed while streaming's worker made `NNNNNN_epoch_shape` (it has no auto-cleanup) leaves it
+    behind after the resource tracker unlinked `NNNNNN_locals`. streaming picks a prefix as the largest of
+    "first prefix free of name X" over the names X, so it can land on such a segment: the job then failed
+    at its first epoch with `File exists: /NNNNNN_epoch_shape` (seen in CI). Here: an orphan `barrier` at
+    the first free prefix sends the walk to the next free one, where an orphan `epoch_shape` waits."""
+    first, second = _first_free_prefixes(2)
+    orphans = [f"/dev/shm/{first:06d}_barrier", f"/dev/shm/{second:06d}_epoch_shape"]
+    for orphan in orphans:
+        with open(orphan, "wb") as f:
+            f.write(bytes(8))
+    try:
+        loader = build_loader(_cfg(embedded_mds), 0, 1, seed=0, batch_size=8)
+        assert len(_keys(loader)) == TRAIN
+        assert not any(os.path.exists(o) and os.stat(o).st_size == 8 for o in orphans)
+    finally:
+        for orphan in orphans:
+            if os.path.exists(orphan) and os.stat(orphan).st_size == 8:
+                os.unlink(orphan)
+
+
 def test_a_shared_memory_prefix_taken_by_another_job_is_claimed_again():
     """streaming's find-then-create of its shm prefix races between jobs starting at once (the
     concurrent trials of a sweep or an ablation): the loser makes its dataset again."""

@@ -3,10 +3,15 @@
 streaming's own `clean_stale_shared_memory()` unlinks every `NNNNNN_<name>` segment it finds, live
 or not, so it breaks any other streaming job running on the machine (other users' tests, a second
 training run). Here a prefix `NNNNNN` is stale only when
-  * its `NNNNNN_locals` segment exists and is owned by our user (we can't and won't touch others'),
+  * its segments are owned by our user (we can't and won't touch others'),
   * and no process can be seen holding any `NNNNNN_*` segment open or mapped: every process of
     our user is checked through /proc/<pid>/fd and /proc/<pid>/maps. A live streaming dataset keeps
     its segments mapped in the process that made it and in every DataLoader worker.
+A prefix may have lost its `NNNNNN_locals` (unlinked by the resource tracker at exit) while an
+`NNNNNN_epoch_shape`/`_epoch_data` stays: streaming makes those per epoch without auto-cleanup, so a
+job killed between making and removing them leaves them behind. streaming then sees the prefix as
+free, and the next job that claims it fails at its first epoch with `File exists:
+/NNNNNN_epoch_shape`. Such orphans are stale too.
 A stale prefix is removed in an order that keeps a starting job from claiming it half-way: its
 other segments first, then its file locks in the temp dir, then `NNNNNN_locals` last (streaming
 skips a prefix while its `locals` segment exists).
@@ -75,12 +80,11 @@ def _segments_in_use() -> set[str]:
 def remove_stale_streaming_shm() -> list[str]:
     """Unlink the segments of dead streaming jobs of our user; returns the prefixes removed."""
     segments = _our_segments()
-    candidates = {p: segs for p, segs in segments.items() if any(s.name.endswith("_locals") for s in segs)}
-    if not candidates:
+    if not segments:
         return []
     used = _segments_in_use()
     removed = []
-    for prefix, segs in sorted(candidates.items()):
+    for prefix, segs in sorted(segments.items()):
         if any(s.name in used for s in segs):
             continue
         locals_seg = [s for s in segs if s.name.endswith("_locals")]
