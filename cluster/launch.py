@@ -25,6 +25,7 @@ EXECUTORS = ("slurm", "local")
 @dataclass
 class Resources:
     nodes: int = 1
+    max_nodes: int | None = None  # a node range MIN-MAX (nodes-max_nodes): SLURM gives what it can
     gpus_per_node: int = 0
     tasks_per_node: int | None = None  # default: gpus_per_node, or 1 without GPUs
     cpus_per_task: int | None = None
@@ -44,6 +45,9 @@ class Resources:
         for flag, value in (("--nodes", self.nodes), ("--time", self.time_min), ("signal delay", self.signal_delay_s)):
             if value < 1:
                 raise ConfigError(f"{flag} must be at least 1, got {value}")
+        if self.max_nodes is not None and self.max_nodes < self.nodes:
+            raise ConfigError(f"--nodes {self.nodes}-{self.max_nodes}: the range goes down; write "
+                              f"{self.max_nodes}-{self.nodes}")
         if self.gpus_per_node < 0 or self.max_requeues < 0:
             raise ConfigError("--gpus-per-node and --max-requeues cannot be negative")
         if self.gpus_per_node and self.tasks_per_node not in (None, self.gpus_per_node):
@@ -55,8 +59,24 @@ class Resources:
             raise ConfigError("--tasks-per-node and --cpus-per-task must be at least 1")
 
     @property
-    def world_size(self) -> int:
-        return self.nodes * self.tasks_per_node
+    def node_count(self) -> str:
+        """'2', or '1-2' for a range: what sbatch --nodes takes."""
+        return str(self.nodes) if self.max_nodes in (None, self.nodes) else f"{self.nodes}-{self.max_nodes}"
+
+    @property
+    def world_size(self) -> str:
+        """Ranks: '2', or '1-2' for a node range (the trainer resumes at whatever SLURM gave)."""
+        if self.max_nodes in (None, self.nodes):
+            return str(self.nodes * self.tasks_per_node)
+        return f"{self.nodes * self.tasks_per_node}-{self.max_nodes * self.tasks_per_node}"
+
+
+def parse_nodes(text: str) -> tuple[int, int | None]:
+    """`--nodes 2` -> (2, None); `--nodes 1-2` (a SLURM node range) -> (1, 2)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    if not match:
+        raise ConfigError(f"--nodes '{text}': give a count (2) or a SLURM node range MIN-MAX (1-2)")
+    return int(match.group(1)), int(match.group(2)) if match.group(2) else None
 
 
 @dataclass
@@ -147,7 +167,7 @@ def slurm_parameters(plan: LaunchPlan) -> dict:
     params = {
         "job_name": plan.job_name,
         "time": r.time_min,
-        "nodes": r.nodes,
+        "nodes": r.node_count,
         "ntasks_per_node": r.tasks_per_node,
         "signal_delay_s": r.signal_delay_s,
         "additional_parameters": {"requeue": True},
@@ -156,11 +176,27 @@ def slurm_parameters(plan: LaunchPlan) -> dict:
                 "partition": r.partition, "account": r.account, "qos": r.qos, "mem": r.mem,
                 "constraint": r.constraint, "exclusive": r.exclusive or None, "setup": list(r.setup) or None}
     params.update({k: v for k, v in optional.items() if v is not None})
+    if r.node_count != str(r.nodes):
+        params.update(_node_range_tasks(r))
+        del params["ntasks_per_node"]
     for key, value in r.slurm_opts.items():  # submitit's own parameter where it has one, else passed through
         if key in _submitit_parameters():
             params[key] = value
         else:
             params["additional_parameters"][key] = value
+    return params
+
+
+def _node_range_tasks(r: Resources) -> dict:
+    """Under a node range, sbatch must not get --ntasks-per-node: SLURM then sets the job's task count to
+    MIN x tasks a node and allocates only the nodes those need (measured on slurm 22.05, cons_tres).
+    Without it SLURM gives one task a node and as many nodes as it can; the CPUs of a node's tasks are
+    asked for as that one task's, and srun starts the tasks a node."""
+    cpus = r.cpus_per_task or 1
+    params: dict = {"srun_args": [f"--ntasks-per-node={r.tasks_per_node}"]}
+    if r.tasks_per_node > 1:
+        params["cpus_per_task"] = r.tasks_per_node * cpus
+        params["srun_args"].append(f"--cpus-per-task={cpus}")
     return params
 
 
@@ -200,20 +236,34 @@ def sbatch_script(plan: LaunchPlan) -> str:
                                **slurm_parameters(plan))
 
 
+def _slurm_executor_class():
+    import submitit
+
+    class NodeRangeSlurmExecutor(submitit.SlurmExecutor):
+        """submitit's SlurmExecutor, which counts a job's tasks as nodes x tasks a node to know whose
+        results to wait for; under a node range MIN-MAX only the first MIN nodes' tasks surely run."""
+
+        def _num_tasks(self) -> int:
+            least_nodes = int(str(self.parameters.get("nodes", 1)).split("-")[0])
+            return least_nodes * max(1, self.parameters.get("ntasks_per_node", 1))
+
+    return NodeRangeSlurmExecutor
+
+
 def make_executor(kind: str, plan: LaunchPlan):
     import submitit
 
     r = plan.resources
     if kind == "slurm":
         if shutil.which("sbatch") is None or shutil.which("srun") is None:
-            raise ConfigError("--executor slurm needs SLURM's sbatch and srun on this machine; start a one-node "
-                              "test cluster with `sudo cluster/slurm_testbed.sh`, or use --executor local")
-        executor = submitit.SlurmExecutor(folder=plan.folder, max_num_timeout=r.max_requeues)
+            raise ConfigError("--executor slurm needs SLURM's sbatch and srun on this machine; start a test "
+                              "cluster with `sudo cluster/slurm_testbed.sh`, or use --executor local")
+        executor = _slurm_executor_class()(folder=plan.folder, max_num_timeout=r.max_requeues)
         executor.update_parameters(**slurm_parameters(plan))
         return executor
     if kind == "local":
-        if r.nodes != 1:
-            raise ConfigError(f"--executor local runs on this machine only: --nodes must be 1, got {r.nodes}")
+        if r.node_count != "1":
+            raise ConfigError(f"--executor local runs on this machine only: --nodes must be 1, got {r.node_count}")
         executor = submitit.LocalExecutor(folder=plan.folder, max_num_timeout=r.max_requeues)
         executor.update_parameters(timeout_min=r.time_min, tasks_per_node=r.tasks_per_node,
                                    gpus_per_node=r.gpus_per_node, signal_delay_s=r.signal_delay_s)

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# A one-node SLURM cluster on this machine, for tests and for trying `hieratok launch` before a
+# A SLURM cluster of N nodes on this one machine, for tests and for trying `hieratok launch` before a
 # real cluster: munged + MariaDB + slurmdbd (so sacct, and hence submitit, report real job states)
-# + slurmctld + slurmd, with Debian's packages. Idempotent: run it again and it only starts what
-# is not running, and restarts the SLURM daemons only when the configuration it writes changed.
+# + slurmctld + one slurmd a node, with Debian's packages. Idempotent: run it again and it only starts
+# what is not running, and restarts the SLURM daemons only when the configuration it writes changed.
 #
-#   sudo cluster/slurm_testbed.sh [start]   install what is missing, configure, start, wait for the node
-#   sudo cluster/slurm_testbed.sh status    one line a daemon (running, with its pids, or stopped), then
-#                                           whether the node accepts jobs; exit 0 when it does
-#   sudo cluster/slurm_testbed.sh stop      cancel the jobs left, then stop every daemon it started:
-#                                           slurmd, slurmctld, slurmdbd, MariaDB, munged; exit 0 when
-#                                           none of them is left running
+#   sudo cluster/slurm_testbed.sh [start] [--nodes N]
+#                         install what is missing, configure N nodes (default 1), start, wait for them
+#   sudo cluster/slurm_testbed.sh status
+#                         one line a daemon (running, with its pids, or stopped), then whether every
+#                         node accepts jobs; exit 0 when they do
+#   sudo cluster/slurm_testbed.sh stop
+#                         cancel the jobs left, then stop every daemon it started: slurmd, slurmctld,
+#                         slurmdbd, MariaDB, munged; remove its /etc/hosts line; exit 0 when none of
+#                         the daemons is left running
+#
+# The nodes are testbed1..testbedN, each its own `slurmd -N testbedI` on its own port, with its own
+# spool, pid and log file (%n in slurm.conf). /etc/hosts maps their names to 127.0.0.1, so that a
+# job's node list resolves the way a real cluster's does (MASTER_ADDR is its first name). Every node
+# advertises the whole machine (slurmd -C), so N nodes oversubscribe its cores N times.
 #
 # munged and MariaDB may serve other things on a machine: `start` uses them when they already run,
 # and `stop` stops them only when `start` started them (it notes those in $RUN_DIR/testbed-started,
@@ -30,6 +38,9 @@ RUN_DIR=/run/slurm
 DB_PASS=hieratok-testbed
 STARTED=$RUN_DIR/testbed-started  # the daemons `start` started (they were not running), one a line
 DAEMONS=(munged mariadb slurmdbd slurmctld slurmd)  # in start order; `stop` goes the other way
+NODE_PREFIX=testbed
+SLURMD_BASE_PORT=17000  # node I's slurmd listens on SLURMD_BASE_PORT + I
+HOSTS_MARK="# hieratok slurm testbed"  # the /etc/hosts line this script writes ends with it
 export SLURM_CONF
 
 log() { echo "slurm_testbed: $*"; }
@@ -93,13 +104,39 @@ start_mariadb() {
         GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
 }
 
-# The node line as slurmd detects it (CPUs, sockets, cores, memory), so the node never drains
-# for advertising more than it has.
-node_line() {
+# The hardware of a node line as slurmd detects it (CPUs, sockets, cores, memory), so that a node
+# never drains for advertising more than it has.
+node_hardware() {
     local line
     line=$(slurmd -C | head -n 1)
-    [[ $line == NodeName=* ]] || die "slurmd -C did not describe this node: $line"
-    echo "$line"
+    [[ $line == NodeName=* ]] || die "slurmd -C did not describe this machine: $line"
+    echo "${line#NodeName=* }"
+}
+
+node_names() {  # testbed1 ... testbedN of the configuration written, one a line
+    local line
+    line=$(grep -m1 "^# nodes: " "$SLURM_CONF" 2>/dev/null) || return 0
+    seq -f "$NODE_PREFIX%g" 1 "${line#\# nodes: }"
+}
+
+node_lines() {  # $1 nodes
+    local hardware i
+    hardware=$(node_hardware)
+    for ((i = 1; i <= $1; i++)); do
+        echo "NodeName=$NODE_PREFIX$i NodeHostname=localhost NodeAddr=127.0.0.1 Port=$((SLURMD_BASE_PORT + i)) $hardware State=UNKNOWN"
+    done
+}
+
+# One /etc/hosts line naming the nodes, as a cluster's DNS would; edited in place, since a
+# container's /etc/hosts is often a mount that cannot be replaced.
+write_hosts_line() {  # node names...
+    local kept
+    kept=$(grep -v -- "$HOSTS_MARK\$" /etc/hosts || true)
+    if [ $# -eq 0 ]; then
+        printf '%s\n' "$kept" >/etc/hosts
+    else
+        printf '%s\n%s\n' "$kept" "127.0.0.1 $* $HOSTS_MARK" >/etc/hosts
+    fi
 }
 
 write_if_changed() {  # path mode: writes stdin to path; exit status 0 when the file changed
@@ -115,12 +152,13 @@ write_if_changed() {  # path mode: writes stdin to path; exit status 0 when the 
     return 0
 }
 
-write_configs() {  # exit status 0 when slurm.conf or slurmdbd.conf changed
-    local host changed=1
+write_configs() {  # $1 nodes; exit status 0 when slurm.conf or slurmdbd.conf changed
+    local nodes=$1 host changed=1
     host=$(hostname -s)
     mkdir -p "$CONF_DIR" "$STATE_DIR" "$SPOOL_DIR" "$LOG_DIR" "$RUN_DIR"
     write_if_changed "$SLURM_CONF" 644 <<EOF && changed=0
-# Written by cluster/slurm_testbed.sh: a one-node test cluster on $host.
+# Written by cluster/slurm_testbed.sh: a test cluster of $nodes node(s) on $host.
+# nodes: $nodes
 ClusterName=$CLUSTER
 SlurmctldHost=$host
 SlurmUser=root
@@ -140,11 +178,12 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
 StateSaveLocation=$STATE_DIR
-SlurmdSpoolDir=$SPOOL_DIR
+# One slurmd a node on this machine: %n is the node's name.
+SlurmdSpoolDir=$SPOOL_DIR/%n
 SlurmctldPidFile=$RUN_DIR/slurmctld.pid
-SlurmdPidFile=$RUN_DIR/slurmd.pid
+SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 # Jobs may be requeued (submitit requeues itself on timeout or preemption), and a preempted job
 # gets its --signal (USR2, submitit's default) at preemption time, not only before its time limit.
 JobRequeue=1
@@ -157,7 +196,7 @@ MinJobAge=300
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 JobCompType=jobcomp/none
-$(node_line) State=UNKNOWN
+$(node_lines "$nodes")
 # "debug" is the default; a job in "urgent" preempts (requeues) jobs in "debug".
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1 OverSubscribe=NO
 PartitionName=urgent Nodes=ALL Default=NO MaxTime=INFINITE State=UP PriorityTier=10 OverSubscribe=NO
@@ -210,6 +249,16 @@ pids_named() {
         for name in "$@"; do
             [ "$comm" = "$name" ] && pids+=("${line%% *}") && break
         done
+    done
+    echo "${pids[*]}"
+}
+
+# Pids of the live slurmd that serves the node $1 (started as `slurmd -N $1`).
+node_slurmd_pids() {
+    local cmdline pids=() pid
+    for pid in $(pids_named slurmd); do
+        cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+        [[ " $cmdline " == *" -N $1 "* ]] && pids+=("$pid")
     done
     echo "${pids[*]}"
 }
@@ -283,10 +332,14 @@ start_slurm() {
         wait_for 60 scontrol ping || die "slurmctld did not start (see $LOG_DIR/slurmctld.log)"
         forget_old_jobs
     fi
-    if daemon_gone slurmd; then
-        log "starting slurmd"
-        slurmd
-    fi
+    local node
+    for node in $(node_names); do
+        if [ -z "$(node_slurmd_pids "$node")" ]; then
+            log "starting slurmd of node $node"
+            mkdir -p "$SPOOL_DIR/$node"
+            slurmd -N "$node"
+        fi
+    done
     # associations, so accounting knows the users who submit
     sacctmgr -n -P list account format=account | grep -qx testbed || sacctmgr -i add account testbed cluster="$CLUSTER" >/dev/null
     local user
@@ -295,28 +348,36 @@ start_slurm() {
     done
 }
 
-node_state() { timeout 10 sinfo -h -N -o %T | head -n 1; }
-node_idle() { case $(node_state) in idle|mixed|allocated|completing) return 0 ;; *) return 1 ;; esac; }
-
-wait_for_node() {
-    if ! wait_for 30 node_idle; then
-        # a node left down or drained by an earlier run of the daemons
-        scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
-        wait_for 30 node_idle || die "node is '$(node_state)', not idle (see $LOG_DIR/slurmd.log)"
-    fi
-    log "ready: node $(hostname -s) is $(node_state), $(sinfo -h -o %c) CPUs; sacct works"
+node_states() { timeout 10 sinfo -h -N -o "%N %T" | sort -u | paste -sd' '; }  # "testbed1 idle testbed2 mixed"
+nodes_idle() {  # every configured node takes jobs
+    local node state
+    for node in $(node_names); do
+        state=$(timeout 10 sinfo -h -N -n "$node" -o %T | head -n 1)
+        case $state in idle|mixed|allocated|completing) ;; *) return 1 ;; esac
+    done
 }
 
-cmd_start() {
+wait_for_nodes() {
+    if ! wait_for 30 nodes_idle; then
+        # a node left down or drained by an earlier run of the daemons, or by a test that took it down
+        scontrol update nodename="$(node_names | paste -sd,)" state=resume >/dev/null 2>&1 || true
+        wait_for 30 nodes_idle || die "not every node is idle: $(node_states) (see $LOG_DIR/slurmd-NODE.log)"
+    fi
+    log "ready: node(s) $(node_states) with $(sinfo -h -N -o %c | head -n 1) CPUs each; sacct works"
+}
+
+cmd_start() {  # $1 nodes
     [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and starts system daemons)"
     mkdir -p "$RUN_DIR"
     install_packages
     start_munge
     start_mariadb
     local restart=no
-    write_configs && restart=yes
+    write_configs "$1" && restart=yes
+    # shellcheck disable=SC2046
+    write_hosts_line $(node_names)
     start_slurm "$restart"
-    wait_for_node
+    wait_for_nodes
 }
 
 # One line a daemon: running (its pids) or stopped.
@@ -340,8 +401,8 @@ cmd_status() {
     report_daemons
     timeout 10 scontrol ping >/dev/null 2>&1 || { echo "not ready: slurmctld does not answer"; exit 1; }
     timeout 10 sacct -n -X -S now >/dev/null 2>&1 || { echo "not ready: sacct fails (slurmdbd)"; exit 1; }
-    node_idle || { echo "not ready: node is '$(node_state)'"; exit 1; }
-    echo "up: node $(hostname -s) is $(node_state)"
+    nodes_idle || { echo "not ready: node(s) $(node_states)"; exit 1; }
+    echo "up: node(s) $(node_states)"
 }
 
 no_jobs_left() {
@@ -373,12 +434,19 @@ cmd_stop() {
         fi
         stop_daemon "$daemon" || failed+=("$daemon")
     done
+    write_hosts_line
     report_daemons
     [ ${#failed[@]} -eq 0 ] || die "still running after SIGKILL: ${failed[*]}"
 }
 
+nodes_arg() {  # the N of `start --nodes N` (default 1)
+    [ $# -eq 0 ] && { echo 1; return; }
+    [ "$1" = --nodes ] && [ $# -eq 2 ] && [[ $2 =~ ^[1-9][0-9]*$ ]] || die "start takes --nodes N (N >= 1), got: $*"
+    echo "$2"
+}
+
 case "${1:-start}" in
-    start) cmd_start ;;
+    start) nodes=$(nodes_arg "${@:2}") || exit 1; cmd_start "$nodes" ;;
     status) cmd_status ;;
     stop) cmd_stop ;;
     *) die "unknown command '$1'; use start, status or stop" ;;

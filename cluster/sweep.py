@@ -41,14 +41,17 @@ def connect(address: str | None) -> None:
         ray.init(address="local", include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
 
 
-def use_the_clusters_token() -> None:
+def clusters_token_env() -> dict[str, str]:
     """Ray (2.5x+) starts clusters with token authentication and keeps the token in
-    ~/.ray/auth_token, but a driver joining with an address only sends it when RAY_AUTH_MODE=token,
-    read when ray is first imported."""
+    ~/.ray/auth_token, but a driver (or a node) joining with an address only sends it when
+    RAY_AUTH_MODE=token, read when ray is first imported: that variable, where it is needed."""
     token_there = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
                    or (Path.home() / ".ray" / "auth_token").exists())
-    if token_there and "RAY_AUTH_MODE" not in os.environ:
-        os.environ["RAY_AUTH_MODE"] = "token"
+    return {"RAY_AUTH_MODE": "token"} if token_there and "RAY_AUTH_MODE" not in os.environ else {}
+
+
+def use_the_clusters_token() -> None:
+    os.environ.update(clusters_token_env())
 
 
 def _trainable(spec: SweepSpec):

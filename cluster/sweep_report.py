@@ -12,7 +12,8 @@ FINISHED, STOPPED, FAILED = "finished", "stopped early", "error"
 
 
 def trial_rows(results, spec: SweepSpec) -> list[dict]:
-    """One row a trial, best first: the swept values, steps trained, final and best metric, status."""
+    """One row a trial, best first: the swept values, steps trained, final and best metric, status, and
+    the Ray node that ran it (the first 8 characters of its id)."""
     max_steps = spec.max_steps()
     metric = spec.metric
     rows = []
@@ -24,11 +25,12 @@ def trial_rows(results, spec: SweepSpec) -> list[dict]:
         status = FAILED if result.error else FINISHED if step is not None and step >= max_steps else STOPPED
         rows.append({
             "trial": reported.get("trial_id") or Path(result.path).name,
-            **{key: result.config.get(key) for key in spec.space},
+            **{key: (result.config or {}).get(key) for key in spec.space},  # none when it failed at once
             "steps": step,
             f"final_{metric}": reported.get(metric),
             f"best_{metric}": (min(values) if spec.mode == "min" else max(values)) if values else None,
             "status": status,
+            "node": reported.get("node"),
         })
     sign = 1 if spec.mode == "min" else -1
     rank = {FINISHED: 0, STOPPED: 1, FAILED: 2}

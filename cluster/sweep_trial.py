@@ -27,6 +27,7 @@ def trial_run_dir(spec: SweepSpec, trial_id: str) -> Path:
 
 def run_trial(params: dict, spec: SweepSpec) -> None:
     """The Tune function: `params` maps dotted config keys to this trial's values."""
+    import ray
     from ray import tune
 
     run_dir = trial_run_dir(spec, tune.get_context().get_trial_id())
@@ -36,13 +37,14 @@ def run_trial(params: dict, spec: SweepSpec) -> None:
     training.start()
     tail = MetricsTail(run_dir / "metrics.jsonl")
     reported_step = -1
+    node = ray.get_runtime_context().get_node_id()[:8]  # which Ray node ran it, as `ray list nodes` shows ids
     while True:
         finished = not training.is_alive()  # read before the tail, so no last record is missed
         for record in tail.read_new():
             if is_event(record) or spec.metric not in record or record.get("step", -1) <= reported_step:
                 continue  # an event, a record without the watched metric, or a step redone after a resume
             reported_step = record["step"]
-            tune.report({k: v for k, v in record.items() if isinstance(v, (int, float))})
+            tune.report({**{k: v for k, v in record.items() if isinstance(v, (int, float))}, "node": node})
         if finished:
             break
         time.sleep(POLL_S)

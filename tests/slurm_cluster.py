@@ -1,6 +1,7 @@
-"""The one-node SLURM testbed as the tests see it: a fixture that skips (saying why) when it is not
-running, and waits on job states as `sacct` reports them. `.ci/run` starts the testbed, so in CI
-these tests run. Test files import the fixture: `from slurm_cluster import slurm_cluster`."""
+"""The SLURM testbed as the tests see it: fixtures that skip (saying why) when it is not running, or
+has fewer nodes than a test needs, and waits on job states as `sacct` reports them. `.ci/run` starts
+the testbed with 2 nodes, so in CI these tests run. Test files import the fixtures:
+`from slurm_cluster import slurm_cluster, two_slurm_nodes`."""
 from __future__ import annotations
 
 import os
@@ -37,6 +38,21 @@ def slurm_cluster():
     return TESTBED
 
 
+@pytest.fixture(scope="session")
+def two_slurm_nodes(slurm_cluster):
+    nodes = slurm_node_names()
+    if len(nodes) < 2:
+        skip_unless_required(f"the SLURM testbed has {len(nodes)} node(s) ({nodes}); multi-node tests need 2: "
+                             f"`sudo cluster/slurm_testbed.sh start --nodes 2`")
+    return nodes
+
+
+def slurm_node_names() -> list[str]:
+    """The testbed's node names, as SLURM knows them (testbed1, testbed2, ...)."""
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, check=True, timeout=60)
+    return sorted(set(out.stdout.split()))
+
+
 def cluster_status() -> subprocess.CompletedProcess:
     """`slurm_testbed.sh status`: a line a daemon, then 'up: ...' (exit 0) or 'not ready: ...'."""
     return subprocess.run(["bash", str(TESTBED), "status"], capture_output=True, text=True, timeout=120)
@@ -46,6 +62,13 @@ def daemon_lines(status_stdout: str) -> dict[str, str]:
     """{daemon: its line} from the status output, e.g. {'munged': 'munged: running (pid 12)', ...}."""
     return {line.split(":")[0]: line for line in status_stdout.splitlines()
             if line.split(":")[0] in ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd")}
+
+
+def job_nodes(job_id: str) -> list[str]:
+    """The nodes of each start of the job (a requeue starts it again), as sacct writes them: 'testbed1',
+    'testbed[1-2]'."""
+    return subprocess.run(["sacct", "--duplicates", "-n", "-X", "-P", "-j", str(job_id), "-o", "NodeList"],
+                          capture_output=True, text=True, check=True).stdout.split()
 
 
 def job_state(job_id: str) -> str:

@@ -1,4 +1,5 @@
-"""Ray-parallel feature extraction: 2 actors give the single-process FID; a killed actor is retried."""
+"""Ray-parallel feature extraction on a one-node Ray: a killed actor is retried and the result is unchanged;
+`hieratok fid --ray-workers`. (2 actors equal to one process: tests/test_ray_multinode.py, on 2 nodes.)"""
 import json
 
 import numpy as np
@@ -55,17 +56,6 @@ def test_split_batches_covers_every_batch_once():
     assert split_batches(8, 2, 4) == [(0, 1), (1, 2), (2, 3), (3, 4)]
     assert split_batches(9, 2, 2) == [(0, 2), (2, 5)]
     assert split_batches(3, 4, 8) == [(0, 1)]
-
-
-def test_two_ray_workers_equal_single_process(pool, fid_image_sets, single_process):
-    ref, gen = single_process
-    out, info = pool.extract(open_image_source(fid_image_sets["noise"][0]), BATCH, limit=N)
-    assert (info.workers, info.parts, info.retries) == (2, 4, 0)
-    assert out.stats.n == gen.n == N
-    np.testing.assert_allclose(out.stats.outer_sum, gen.outer_sum, rtol=1e-12)
-    expected = fid_of(ref, gen)
-    assert expected > 1.0
-    assert fid_of(ref, out.stats) == pytest.approx(expected, rel=1e-6)
 
 
 def test_a_worker_killed_mid_run_is_retried_and_the_result_is_unchanged(

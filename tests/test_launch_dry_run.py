@@ -41,6 +41,18 @@ def test_cpu_only_cluster_uses_tasks_per_node(capsys, tmp_path):
     assert code == 0 and flags["ntasks-per-node"] == "2" and "gpus-per-node" not in flags
 
 
+def test_a_node_range_reaches_sbatch_and_srun_starts_the_tasks_a_node(capsys, tmp_path):
+    """--nodes MIN-MAX: SLURM starts the job on as many nodes as it can give, a requeued one on what is
+    left. sbatch gets no --ntasks-per-node (with it SLURM allocates only MIN nodes): one task a node
+    holds the CPUs of all of the node's tasks, and srun starts them."""
+    code, script, _ = dry_run(capsys, "--nodes", "1-4", "--gpus-per-node", "8", "--cpus-per-task", "4",
+                              "--run-dir", str(tmp_path / "r"))
+    flags = sbatch_flags(script)
+    assert code == 0 and flags["nodes"] == "1-4" and "ntasks-per-node" not in flags
+    assert flags["cpus-per-task"] == "32" and flags["gpus-per-node"] == "8"
+    assert "--ntasks-per-node=8 --cpus-per-task=4 " in script.splitlines()[-1]
+
+
 def test_array_over_seeds_gets_one_run_dir_each(capsys, tmp_path):
     code, script, err = dry_run(capsys, "--array", "0-2,5", "--run-dir", str(tmp_path / "seeds"))
     assert code == 0 and sbatch_flags(script)["array"] == "0-3%4"
@@ -63,6 +75,8 @@ def test_array_over_configs(capsys, tmp_path):
     (["--array", "missing.yaml"], "config file not found: missing.yaml"),
     (["train.max_stepz=3"], "unknown config key 'train.max_stepz'"),
     (["--time", "0"], "--time must be at least 1"),
+    (["--nodes", "2-1"], "--nodes 2-1: the range goes down; write 1-2"),
+    (["--nodes", "two"], "--nodes 'two': give a count (2) or a SLURM node range MIN-MAX (1-2)"),
     (["--array", "configs/tokenizer/tiny_hieratok.yaml"], "--array of config files replaces --config"),
 ])
 def test_bad_input_is_named(capsys, args, message):

@@ -14,8 +14,7 @@ import textwrap
 import pytest
 
 from test_train_equivalence import reference_run  # noqa: F401 (fixture)
-from test_train_resume import assert_epoch_seen_once
-from train_runs import REPO, HeldRun, env, latest_step, losses, metrics, run_train, tiny_overrides
+from train_runs import REPO, HeldRun, assert_epoch_seen_once, env, latest_step, losses, metrics, run_train, tiny_overrides
 
 EXIT_BOUND_S = 120
 

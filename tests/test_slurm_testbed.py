@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from slurm_cluster import (  # noqa: F401
-    cluster_status, daemon_lines, skip_unless_required, slurm_cluster, wait_for_final_state, wait_until)
+    TESTBED, cluster_status, daemon_lines, skip_unless_required, slurm_cluster, slurm_node_names, wait_for_final_state,
+    wait_until)
 
 pytestmark = pytest.mark.slurm
 
@@ -32,11 +33,30 @@ def live_processes(names: set[str]) -> list[int]:
     return pids
 
 
+HOSTS_MARK = "# hieratok slurm testbed"
+
+
+def start_command(nodes: int) -> list[str]:
+    return ["bash", str(TESTBED), "start", "--nodes", str(nodes)]
+
+
+def hosts_lines() -> list[str]:
+    return [line for line in Path("/etc/hosts").read_text().splitlines() if line.endswith(HOSTS_MARK)]
+
+
 def test_starting_a_running_testbed_changes_nothing(slurm_cluster):
-    out = subprocess.run(["bash", str(slurm_cluster), "start"], capture_output=True, text=True, timeout=120)
+    nodes = slurm_node_names()
+    out = subprocess.run(start_command(len(nodes)), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "ready: node" in out.stdout
+    assert "ready: node(s) " + " ".join(f"{n} idle" for n in nodes) in out.stdout, out.stdout
     assert "starting" not in out.stdout and "stopping" not in out.stdout
+    # the node names resolve as a cluster's do: one /etc/hosts line, to this machine
+    assert hosts_lines() == [f"127.0.0.1 {' '.join(nodes)} {HOSTS_MARK}"]
+
+
+def test_a_bad_node_count_is_named():
+    out = subprocess.run(["bash", str(TESTBED), "start", "--nodes", "0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "start takes --nodes N (N >= 1), got: --nodes 0" in out.stderr, out.stderr
 
 
 def test_sacct_reports_finished_job_states(slurm_cluster, tmp_path):
@@ -58,8 +78,9 @@ def testbed_started_again(slurm_cluster):
     its status until it says up (the start waits for the node already; this is what the tests see)."""
     if os.geteuid() != 0:
         skip_unless_required("stopping and starting the testbed's daemons needs root (CI runs as root)")
+    nodes = len(slurm_node_names())
     yield slurm_cluster
-    out = subprocess.run(["bash", str(slurm_cluster), "start"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(start_command(nodes), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     wait_until(lambda: cluster_status().returncode == 0, 120, "the restarted SLURM testbed to say it is up")
 
@@ -80,6 +101,7 @@ def test_stop_stops_every_daemon_it_started_and_status_says_which_still_run(test
 
     after = cluster_status()
     assert after.returncode != 0 and after.stdout.splitlines()[-1] == "not ready: slurmctld does not answer", after.stdout
+    assert hosts_lines() == [], "stop leaves the nodes' /etc/hosts line behind"
     after_lines = daemon_lines(after.stdout)
     for daemon, names in PROCESS_NAMES.items():
         if daemon in ours:

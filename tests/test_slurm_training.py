@@ -1,8 +1,9 @@
-"""`hieratok launch --executor slurm` on the real one-node SLURM testbed, training the tiny tokenizer:
-a 2-task job interrupted twice mid-training (the timeout signal, then `scontrol requeue`)
+"""`hieratok launch --executor slurm` on the real SLURM testbed, training the tiny tokenizer: a 2-node
+job (one task a node) interrupted twice mid-training (the timeout signal, then `scontrol requeue`)
 checkpoints, is requeued, resumes, and ends with exactly the trace of an uninterrupted 2-process
-torchrun run (so it is DDP on gloo as torchrun runs it); `launch --wait` reports both requeues, the
-one SLURM did by itself too; config values full of shell metacharacters reach the job unchanged."""
+torchrun run on one machine (so it is DDP on gloo as torchrun runs it); `launch --wait` reports both
+requeues, the one SLURM did by itself too; config values full of shell metacharacters reach the job
+unchanged."""
 import re
 import subprocess
 import sys
@@ -12,14 +13,16 @@ import pytest
 from hieratok.metrics_file import read_metrics
 from cluster.requeue_count import count_resumed_events
 from hieratok.config.loader import load_config
-from slurm_cluster import job_state, slurm_cluster, wait_for_final_state, wait_until  # noqa: F401
+from slurm_cluster import (  # noqa: F401
+    job_nodes, job_state, slurm_cluster, two_slurm_nodes, wait_for_final_state, wait_until)
 
 pytestmark = pytest.mark.slurm
 
 CONFIG = "configs/tokenizer/tiny_single.yaml"
 MAX_STEPS = 40
-# A step takes ~0.3 s at this batch on 2 CPU cores (4 accumulated micro-batches a rank), so the
-# seconds SLURM takes to deliver a signal or a requeue cost a handful of steps, far from the end.
+# The test waits on events (steps in metrics.jsonl, job states), not on a step time; 40 steps leave
+# 30-odd steps of room after each interruption is sent, and an interruption that came too late to
+# land fails the test (too few stops in the log) rather than passing it.
 GLOBAL_BATCH = 64
 TIMING_KEYS = {"images_per_s", "data_wait_fraction"}  # wall-clock figures differ run to run
 STRANGE = "a b; echo $(id) 'q' \"dq\" `tick` & | > < * ? ~ \\ %j %t"
@@ -43,25 +46,28 @@ def torchrun_reference(embedded_mds, tmp_path_factory):
     return trace(run_dir)
 
 
-def launch_two_tasks(run_dir, data, *extra) -> tuple[subprocess.Popen, str]:
+LAYOUT = ["--nodes", "2", "--tasks-per-node", "1", "--time", "10"]
+
+
+def launch_on_two_nodes(run_dir, data, *extra) -> tuple[subprocess.Popen, str]:
     """`hieratok launch ... --wait` in the background; returns it and the SLURM job id it printed."""
     cli = subprocess.Popen([sys.executable, "-m", "hieratok", "launch", "--config", CONFIG, "--executor", "slurm",
-                            "--tasks-per-node", "2", "--time", "10", "--run-dir", str(run_dir), "--wait",
-                            *overrides(data), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            *LAYOUT, "--run-dir", str(run_dir), "--wait", *overrides(data), *extra],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first = cli.stdout.readline()
-    match = re.match(r"submitted SLURM job (\d+) \(2 task\(s\) on 1 node\(s\)\)", first)
+    match = re.match(r"submitted SLURM job (\d+) \(2 task\(s\) on 2 node\(s\)\)", first)
     assert match, first + cli.communicate(timeout=60)[0]
     return cli, match.group(1)
 
 
 @pytest.fixture(scope="module")
-def interrupted_run(slurm_cluster, embedded_mds, tmp_path_factory):
-    """One 2-task job, interrupted twice mid-training: first by the time-limit signal (the trainer
+def interrupted_run(two_slurm_nodes, embedded_mds, tmp_path_factory):
+    """One 2-node job, interrupted twice mid-training: first by the time-limit signal (the trainer
     checkpoints, then submitit's handler calls checkpoint() and requeues the job), then by
     `scontrol requeue`, as an operator or a preemption does (SIGTERM: the trainer checkpoints and
     SLURM requeues the job itself). Its run dir has a space, a config value every shell metacharacter."""
     run_dir = tmp_path_factory.mktemp("slurm") / "run dir with spaces"
-    cli, job_id = launch_two_tasks(run_dir, embedded_mds, f"logging.wandb.name={STRANGE}")
+    cli, job_id = launch_on_two_nodes(run_dir, embedded_mds, f"logging.wandb.name={STRANGE}")
     steps = lambda: len(read_metrics(run_dir))  # noqa: E731
 
     wait_until(lambda: steps() >= 4, 240, "the job to train 4 steps")
@@ -76,9 +82,10 @@ def interrupted_run(slurm_cluster, embedded_mds, tmp_path_factory):
     return run_dir, job_id, output
 
 
-def test_two_task_job_trains_like_torchrun(interrupted_run, torchrun_reference):
+def test_two_node_job_trains_like_torchrun(interrupted_run, torchrun_reference, two_slurm_nodes):
     run_dir, job_id, _ = interrupted_run
     assert wait_for_final_state(job_id, timeout_s=120) == "COMPLETED"  # tasks exit a little after their results
+    assert job_nodes(job_id) == ["testbed[1-2]"] * 3  # each of its three starts on both nodes
     assert len(torchrun_reference) == MAX_STEPS
     assert trace(run_dir) == torchrun_reference  # every step's loss, lr, grad norm, samples seen
 
@@ -112,6 +119,6 @@ def test_the_dry_run_shows_the_script_slurm_was_given(interrupted_run, embedded_
     run_dir, job_id, _ = interrupted_run
     submitted = (run_dir / "submitit" / f"{job_id}_submission.sh").read_text()
     dry = subprocess.run([sys.executable, "-m", "hieratok", "launch", "--config", CONFIG, "--executor", "slurm",
-                          "--tasks-per-node", "2", "--time", "10", "--run-dir", str(run_dir), "--dry-run",
+                          *LAYOUT, "--run-dir", str(run_dir), "--dry-run",
                           *overrides(embedded_mds)], capture_output=True, text=True, timeout=120, check=True).stdout
     assert submitted.rstrip("\n") in dry, (submitted, dry)

@@ -68,7 +68,7 @@ def test_interrupted_asha_sweep_resumes_stops_weak_trials_and_writes_results(tmp
     stopped = [r for r in rows if r["status"] == "stopped early"]
     assert stopped and all(int(r["steps"]) < MAX_STEPS for r in stopped)
     assert rows[0]["status"] == "finished" and float(rows[0]["train.lr"]) in LRS[:2]
-    assert "| trial | train.lr | steps | final_loss | best_loss | status |" in (sweep_dir / "results.md").read_text()
+    assert "| trial | train.lr | steps | final_loss | best_loss | status | node |" in (sweep_dir / "results.md").read_text()
     best = load_config(sweep_dir / "best_config.yaml")
     assert best.train.lr == float(rows[0]["train.lr"]) and best.train.max_steps == MAX_STEPS
     assert best.checkpoint.on_signal  # as a user trains it, not as a trial ran

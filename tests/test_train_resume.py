@@ -5,7 +5,6 @@ workers."""
 import signal
 import subprocess
 import time
-from collections import Counter
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from test_train_equivalence import assert_same_training, reference_run  # noqa: 
 from train_runs import (
     REPO,
     HeldRun,
+    assert_epoch_seen_once,
     env,
     exported,
     keys_by_step,
@@ -27,9 +27,6 @@ from train_runs import (
 from hieratok.metrics_file import read_records
 from hieratok.train.checkpoint import DS_DIR, DS_TAG
 
-EPOCH_STEPS = 144 // 8  # the train split of `embedded_mds` at global batch 8
-
-
 def _wait_for_step(run_dir, step: int, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -39,13 +36,6 @@ def _wait_for_step(run_dir, step: int, proc: subprocess.Popen, timeout: float = 
             return
         time.sleep(0.05)
     raise AssertionError(f"no step {step} within {timeout}s")
-
-
-def assert_epoch_seen_once(run_dir):
-    by_step = keys_by_step(run_dir)
-    epoch = [k for s in range(1, EPOCH_STEPS + 1) for k in by_step[s]]
-    counts = Counter(epoch)
-    assert len(epoch) == 144 and set(counts.values()) == {1}, counts.most_common(3)
 
 
 def test_sigterm_then_resume_is_bit_exact(tmp_path, reference_run, embedded_mds):

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -170,6 +171,19 @@ def keys_by_step(run_dir) -> dict[int, list[str]]:
             rec = json.loads(line)
             out.setdefault(rec["step"], []).extend(rec["keys"])
     return out
+
+
+EPOCH_STEPS = 144 // 8  # the train split of `embedded_mds` at global batch 8
+
+
+def assert_epoch_seen_once(run_dir, epochs: int = 1) -> None:
+    """Each of the first `epochs` epochs saw every one of its 144 samples exactly once, over all ranks
+    and all restarts of the run dir."""
+    by_step = keys_by_step(run_dir)
+    for e in range(epochs):
+        keys = [k for s in range(e * EPOCH_STEPS + 1, (e + 1) * EPOCH_STEPS + 1) for k in by_step[s]]
+        counts = Counter(keys)
+        assert len(keys) == 144 and set(counts.values()) == {1}, (e, counts.most_common(3))
 
 
 def latest_step(run_dir) -> int:

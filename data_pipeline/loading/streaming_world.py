@@ -3,10 +3,13 @@
 streaming 0.13 reads the rank, world size and node layout from the environment only (RANK,
 WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE; torchrun sets them, torch.multiprocessing.spawn does
 not), once, when a StreamingDataset is made. Here:
-  * with torch.distributed initialized, the given rank and world size must match it; the
-    variables the launcher did not set are filled in for this process: RANK and WORLD_SIZE from
-    torch.distributed, LOCAL_RANK / LOCAL_WORLD_SIZE from the hosts of all ranks (one
-    all_gather of host names); variables that contradict torch.distributed are an error;
+  * with torch.distributed initialized, the given rank and world size must match it; RANK and
+    WORLD_SIZE, where the launcher did not set them, are filled in for this process from
+    torch.distributed, and variables that contradict it are an error. LOCAL_RANK /
+    LOCAL_WORLD_SIZE come from the host names of all ranks (one all_gather), whatever the
+    launcher set, while the dataset is made: streaming's node is what shares /dev/shm and a local
+    cache, a machine. On a cluster that is the launcher's node too; on a SLURM testbed with several
+    nodes on one machine, two "node" leaders would both create the same shared-memory segment;
   * without it (one process reading as rank r of world_size: tests simulate the ranks of a global
     batch one after another), the variables are set only while the dataset is made, each simulated
     rank is its own node, so no rank waits at a node barrier for another, and streaming is kept
@@ -23,8 +26,6 @@ import socket
 
 from data_pipeline.errors import DataError
 
-_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
-
 
 def _dist():
     import torch.distributed as dist
@@ -32,12 +33,26 @@ def _dist():
     return dist if dist.is_available() and dist.is_initialized() else None
 
 
-def _set_local_layout_from_hosts(dist) -> None:
+def _local_layout_from_hosts(dist) -> dict[str, str]:
     hosts = [None] * dist.get_world_size()
     dist.all_gather_object(hosts, socket.gethostname())
     me = socket.gethostname()
-    os.environ["LOCAL_WORLD_SIZE"] = str(hosts.count(me))
-    os.environ["LOCAL_RANK"] = str(hosts[:dist.get_rank()].count(me))
+    return {"LOCAL_WORLD_SIZE": str(hosts.count(me)), "LOCAL_RANK": str(hosts[:dist.get_rank()].count(me))}
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """These environment variables set while the block runs, and restored (or removed) after it."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @contextlib.contextmanager
@@ -52,22 +67,15 @@ def streaming_world(rank: int, world_size: int):
         for key, value in (("RANK", rank), ("WORLD_SIZE", world_size)):
             if os.environ.setdefault(key, str(value)) != str(value):
                 raise DataError(f"environment variable {key}={os.environ[key]} contradicts torch.distributed ({value})")
-        if "LOCAL_WORLD_SIZE" not in os.environ or "LOCAL_RANK" not in os.environ:
-            _set_local_layout_from_hosts(dist)
-        yield
+        with _environment(**_local_layout_from_hosts(dist)):
+            yield
         return
     import streaming.base.dataset as streaming_dataset
 
-    saved = {k: os.environ.get(k) for k in _KEYS}
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
     init_dist = streaming_dataset.maybe_init_dist
     streaming_dataset.maybe_init_dist = lambda: False  # one process: no process group to join
     try:
-        yield
+        with _environment(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0", LOCAL_WORLD_SIZE="1"):
+            yield
     finally:
         streaming_dataset.maybe_init_dist = init_dist
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

@@ -10,7 +10,9 @@ def add_arguments(p) -> None:
     p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.max_steps=1000")
     p.add_argument("--executor", choices=("slurm", "local"), required=True,
                    help="slurm: sbatch through submitit; local: submitit's local executor on this machine")
-    p.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
+    p.add_argument("--nodes", default="1", metavar="N|MIN-MAX",
+                   help="nodes (default 1), or a range MIN-MAX: the job starts on what SLURM can give, and a "
+                        "requeued job on what is left (the trainer resumes at that world size)")
     p.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node; one task (rank) per GPU")
     p.add_argument("--tasks-per-node", type=int, default=None,
                    help="tasks (ranks) per node without GPUs, e.g. on CPU-only clusters (default: GPUs per node, or 1)")
@@ -40,7 +42,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from cluster.launch import Resources, make_plan, parse_slurm_opts, sbatch_script, submit, submitit_command
+    from cluster.launch import Resources, make_plan, parse_nodes, parse_slurm_opts, sbatch_script, submit, submitit_command
     from hieratok.config.errors import ConfigError
 
     slurm_only = [flag for flag, given in (("--mem", args.mem), ("--constraint", args.constraint),
@@ -48,7 +50,8 @@ def run(args) -> int:
                                            ("--setup", args.setup)) if given]
     if args.executor == "local" and slurm_only:
         raise ConfigError(f"{', '.join(slurm_only)} apply to --executor slurm only")
-    resources = Resources(nodes=args.nodes, gpus_per_node=args.gpus_per_node, tasks_per_node=args.tasks_per_node,
+    nodes, max_nodes = parse_nodes(args.nodes)
+    resources = Resources(nodes=nodes, max_nodes=max_nodes, gpus_per_node=args.gpus_per_node, tasks_per_node=args.tasks_per_node,
                           cpus_per_task=args.cpus_per_task, partition=args.partition, time_min=args.time,
                           account=args.account, qos=args.qos, max_requeues=args.max_requeues, mem=args.mem,
                           constraint=args.constraint, exclusive=args.exclusive,
@@ -70,7 +73,7 @@ def run(args) -> int:
     jobs = submit(args.executor, plan)
     where = "SLURM job" if args.executor == "slurm" else "local job"
     for job, run in zip(jobs, plan.runs):
-        print(f"submitted {where} {job.job_id} ({resources.world_size} task(s) on {resources.nodes} node(s)): "
+        print(f"submitted {where} {job.job_id} ({resources.world_size} task(s) on {resources.node_count} node(s)): "
               f"run dir {run.run_dir}", flush=True)
         print(f"  log of task 0: {job.paths.stdout}".replace("%t", "0"), flush=True)
     if not (args.wait or args.executor == "local"):
@@ -80,9 +83,12 @@ def run(args) -> int:
 
 def _wait_and_report(jobs, plan, executor: str, snapshots) -> int:
     from cluster.requeue_count import RequeueCount, count_requeues
+    from cluster.slurm_queue import wait_until_out_of_queue
 
     failed = 0
     for job, run, snapshot in zip(jobs, plan.runs, snapshots):
+        if executor == "slurm":  # a start that failed with a node may be requeued: SLURM says when it is over
+            wait_until_out_of_queue(str(job.job_id))
         try:
             outcomes = job.results()
         except Exception as e:  # noqa: BLE001 - submitit raises the job's own error types

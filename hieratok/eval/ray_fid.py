@@ -2,13 +2,16 @@
 
 The driver splits the image set into parts of whole batches (so every batch is the same tensor a
 single process would see: features are bit-identical at the same torch thread count), hands parts to actors as they free up,
-and merges the sums in part order, so the result does not depend on scheduling. An actor that dies
-(killed, OOM, node lost) is replaced and its part re-run, up to `max_retries` times per part; an
-exception raised by the extraction itself (a bad image) is not retried but reported.
+and merges the sums in part order, so the result does not depend on scheduling. Actors are spread
+over the cluster's nodes (Ray's SPREAD strategy: one a node while there are nodes with room). An
+actor that dies (killed, OOM, node lost) is replaced, wherever Ray finds room, and its part re-run,
+up to `max_retries` times per part; an exception raised by the extraction itself (a bad image) is
+not retried but reported.
 """
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +35,23 @@ class InceptionWorker:
         self.model = load_inception(weights, "cuda" if ray.get_gpu_ids() else "cpu", tuple(features))
 
     def extract(self, source, batch_size: int, keep: tuple[str, ...], start: int, stop: int,
-                limit: int | None, crash_once_marker: str | None = None) -> Extracted:
-        def crash_once(batch_index: int) -> None:
-            """Fault injection for tests: the first actor to finish a batch exits hard, once per marker file."""
-            if crash_once_marker is None or batch_index != 0:
+                limit: int | None, crash_once_marker: str | None = None,
+                hold_on_node: tuple[str, str] | None = None) -> tuple[Extracted, str]:
+        """The range's sums, and the id of the node that computed them."""
+        node = ray.get_runtime_context().get_node_id()
+
+        def faults(batch_index: int) -> None:
+            """Fault injection for tests, after an actor's first batch. crash_once_marker: the first
+            actor there exits hard, once per marker file. hold_on_node (node id, marker file): an actor
+            on that node writes the marker and stays there until it is killed (its node removed)."""
+            if batch_index != 0:
+                return
+            if hold_on_node is not None and hold_on_node[0] == node:
+                with open(hold_on_node[1], "w") as f:
+                    f.write(node)
+                while True:
+                    time.sleep(1)
+            if crash_once_marker is None:
                 return
             try:
                 with open(crash_once_marker, "x") as f:
@@ -45,7 +61,7 @@ class InceptionWorker:
             os._exit(1)
 
         return extract(source, self.model, batch_size, keep=keep, start_batch=start, stop_batch=stop,
-                       limit=limit, on_batch=crash_once)
+                       limit=limit, on_batch=faults), node
 
 
 @dataclass
@@ -53,6 +69,7 @@ class RayRunInfo:
     workers: int
     parts: int
     retries: int  # parts re-run after their actor died
+    nodes: int = 1  # Ray nodes whose results were merged
 
 
 def split_batches(num_images: int, batch_size: int, parts: int) -> list[tuple[int, int]]:
@@ -89,7 +106,7 @@ class RayInceptionPool:
         if workers < 1:
             raise ValueError(f"--ray-workers must be at least 1, got {workers}")
         self.weights, self.workers, self.features = str(weights), workers, sorted(set(features))
-        self.options = {"num_cpus": 1, "num_gpus": gpus_per_worker, "max_restarts": 0}
+        self.options = {"num_cpus": 1, "num_gpus": gpus_per_worker, "max_restarts": 0, "scheduling_strategy": "SPREAD"}
         self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         self.max_retries = max_retries
         self.actors: list = []
@@ -109,7 +126,8 @@ class RayInceptionPool:
         self.close()
 
     def extract(self, source, batch_size: int, *, keep: tuple[str, ...] = (), limit: int | None = None,
-                parts_per_worker: int = 2, crash_once_marker: str | None = None) -> tuple[Extracted, RayRunInfo]:
+                parts_per_worker: int = 2, crash_once_marker: str | None = None,
+                hold_on_node: tuple[str, str] | None = None) -> tuple[Extracted, RayRunInfo]:
         """`extract` of an indexable image set (folder or .npz), split over the actors in whole batches."""
         if source.num_images is None:
             raise ValueError(f"{source.describe()['path']}: shards are streamed and cannot be split across Ray "
@@ -125,14 +143,14 @@ class RayInceptionPool:
         def submit(slot: int, part: int):
             start, stop = ranges[part]
             return self.actors[slot].extract.remote(source, batch_size, tuple(keep), start, stop,
-                                                    n - start * batch_size, crash_once_marker)
+                                                    n - start * batch_size, crash_once_marker, hold_on_node)
 
         todo = list(range(len(ranges)))
         pending = {}  # object ref -> (part, actor slot)
         for slot in range(min(len(self.actors), len(ranges))):
             part = todo.pop(0)
             pending[submit(slot, part)] = (part, slot)
-        results: dict[int, Extracted] = {}
+        results: dict[int, tuple[Extracted, str]] = {}
         attempts = [0] * len(ranges)
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
@@ -150,7 +168,8 @@ class RayInceptionPool:
             if todo:
                 nxt = todo.pop(0)
                 pending[submit(slot, nxt)] = (nxt, slot)
-        merged = results[0]
+        merged = results[0][0]
         for part in range(1, len(ranges)):  # in part order: the sums do not depend on scheduling
-            merged.merge(results[part])
-        return merged, RayRunInfo(workers=min(self.workers, len(ranges)), parts=len(ranges), retries=sum(attempts))
+            merged.merge(results[part][0])
+        return merged, RayRunInfo(workers=min(self.workers, len(ranges)), parts=len(ranges), retries=sum(attempts),
+                                  nodes=len({node for _, node in results.values()}))
