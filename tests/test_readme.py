@@ -5,6 +5,7 @@ names) must be what the block prints now; timings, losses and paths may differ."
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,9 +66,19 @@ def test_readme_runnable_blocks_work_as_written(tmp_path):
     script = "set -euo pipefail\n" + "\n".join(f"echo {MARK.format(i)}\n{block}" for i, block in enumerate(runnable_blocks()))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="1",
                WANDB_MODE="disabled")
-    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, f"README commands failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
-    printed = re.split(r"^@@readme-block-\d+@@\n", proc.stdout, flags=re.M)[1:]
+    proc = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=1140)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the blocks' own session: every process they started
+        stdout, stderr = proc.communicate()
+        marks = re.findall(r"^@@readme-block-(\d+)@@$", stdout, flags=re.M)
+        block = runnable_blocks()[int(marks[-1])] if marks else "(none started)"
+        pytest.fail(f"README block {marks[-1] if marks else '?'} ran past 1140 s:\n{block}\n"
+                    f"its output so far:\n{stdout[-4000:]}\n{stderr[-8000:]}")
+    assert proc.returncode == 0, f"README commands failed:\n{stdout[-4000:]}\n{stderr[-8000:]}"
+    printed = re.split(r"^@@readme-block-\d+@@\n", stdout, flags=re.M)[1:]
     for code, shown, got in zip(runnable_blocks(), shown_outputs(), printed, strict=True):
         expected = json_lines(shown)
         if expected:
