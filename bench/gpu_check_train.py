@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from hieratok.cli import main
+from hieratok.process_exit import exit_without_teardown
 from hieratok.train.loop import TrainLoop
 
 SYNC_WARNING = "synchronizing CUDA operation"  # what set_sync_debug_mode("warn") says at each host sync
@@ -279,4 +280,4 @@ if __name__ == "__main__":
         install(probe)
     code = main(sys.argv[1:])
     probe.write()
-    sys.exit(code)
+    exit_without_teardown(code)  # as the `hieratok` console script ends

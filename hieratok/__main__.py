@@ -1,5 +1,3 @@
-import sys
+from hieratok.cli import entry
 
-from hieratok.cli import main
-
-sys.exit(main())
+entry()

@@ -93,5 +93,17 @@ def _what(e: BaseException) -> str:
     return kind + " ".join(str(e).split())
 
 
+def entry() -> None:
+    """The `hieratok` console script and `python -m hieratok`: main(), then the process ends without the
+    interpreter's teardown (hieratok/process_exit.py says why)."""
+    from hieratok.process_exit import exit_without_teardown
+
+    try:
+        code = main()
+    except SystemExit as e:  # argparse's --help and usage errors
+        code = e.code
+    exit_without_teardown(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

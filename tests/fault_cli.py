@@ -28,7 +28,7 @@ import os
 import sys
 import time
 
-from hieratok.cli import main
+from hieratok.cli import entry
 from hieratok.generator.task import GeneratorTask
 from hieratok.tokenizer.task import TokenizerTask
 
@@ -166,4 +166,4 @@ if __name__ == "__main__":
         import hieratok.train.loop as loop
 
         loop.STOP_GRACE_S = float(os.environ["HIERATOK_FAULT_STOP_GRACE_S"])
-    sys.exit(main(sys.argv[1:]))
+    entry()  # as the console script ends
