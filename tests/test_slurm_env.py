@@ -39,11 +39,21 @@ def test_torch_env_of_a_slurm_task(monkeypatch):
     env = torch_env_for_submitit_job()
     port = env.pop("MASTER_PORT")
     assert env == {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "node04"}
-    assert 20000 <= int(port) <= 60000
+    assert 20000 <= int(port) < 32768  # outside Linux's ephemeral ports, where a connection may hold it
     _slurm_task(monkeypatch, procid="0", localid="0")  # another task of the same job, or the job requeued
     assert torch_env_for_submitit_job()["MASTER_PORT"] == port
     _slurm_task(monkeypatch, job_id="1235")
     assert torch_env_for_submitit_job()["MASTER_PORT"] != port  # jobs sharing a node get their own
+    monkeypatch.setenv("MASTER_PORT", "29123")  # the user's own choice
+    assert torch_env_for_submitit_job()["MASTER_PORT"] == "29123"
+
+
+def test_master_ports_stay_below_the_ephemeral_range_and_spread():
+    from cluster.slurm_env import master_port_of_job
+
+    ports = [master_port_of_job(str(job)) for job in range(1000, 3000)]
+    assert min(ports) >= 20000 and max(ports) < 32768
+    assert len(set(ports)) > 1800  # 2000 jobs: few share a port
 
 
 def test_a_missing_slurm_variable_is_named(monkeypatch):

@@ -44,8 +44,16 @@ def hosts_lines() -> list[str]:
     return [line for line in Path("/etc/hosts").read_text().splitlines() if line.endswith(HOSTS_MARK)]
 
 
+def nodes_idle(nodes: list[str]) -> bool:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, timeout=60).stdout
+    states = dict(line.split() for line in out.splitlines() if line.strip())
+    return all(states.get(n) == "idle" for n in nodes)
+
+
 def test_starting_a_running_testbed_changes_nothing(slurm_cluster):
     nodes = slurm_node_names()
+    # the previous test's job may still be COMPLETING (its processes exiting) on a node
+    wait_until(lambda: nodes_idle(nodes), 300, f"nodes {nodes} to be idle")
     out = subprocess.run(start_command(len(nodes)), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ready: node(s) " + " ".join(f"{n} idle" for n in nodes) in out.stdout, out.stdout
