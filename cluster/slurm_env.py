@@ -27,7 +27,8 @@ SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES", 
 def torch_env_for_submitit_job() -> dict[str, str]:
     import submitit
 
-    local = submitit.JobEnvironment().cluster != "slurm"
+    job = submitit.JobEnvironment()
+    local = job.cluster != "slurm"
     missing = [] if local else [v for v in SLURM_VARIABLES if v not in os.environ]
     if missing:
         raise KeyError(f"this SLURM task has no {', '.join(missing)} in its environment: was it started by srun?")
@@ -38,7 +39,7 @@ def torch_env_for_submitit_job() -> dict[str, str]:
         "WORLD_SIZE": str(env.world_size),
         "LOCAL_WORLD_SIZE": str(env.local_world_size),
         "MASTER_ADDR": "127.0.0.1" if local else env.master_addr,
-        "MASTER_PORT": os.environ.get("MASTER_PORT") or str(master_port_of_job(submitit.JobEnvironment().job_id)),
+        "MASTER_PORT": os.environ.get("MASTER_PORT") or str(master_port_of_job(job.job_id)),
     }
 
 

@@ -173,14 +173,16 @@ def test_stale_shared_memory_of_a_killed_job_is_removed_and_live_memory_kept(emb
 
 def _first_free_prefixes(n: int) -> list[int]:
     """The first n prefixes with no `locals` segment and no lock file: those streaming's walk stops at."""
+    import itertools
     import tempfile
 
+    from data_pipeline.loading.shm_cleanup import _FILELOCKS
+
     def free(i):
-        taken = [f"/dev/shm/{i:06d}_locals"] + [f"{tempfile.gettempdir()}/{i:06d}_{lock}"
-                                                for lock in ("barrier_filelock", "cache_filelock")]
+        taken = [f"/dev/shm/{i:06d}_locals"] + [f"{tempfile.gettempdir()}/{i:06d}_{lock}" for lock in _FILELOCKS]
         return not any(os.path.exists(t) for t in taken)
 
-    return [i for i in range(100_000) if free(i)][:n]
+    return list(itertools.islice(filter(free, itertools.count()), n))
 
 
 def test_segments_left_without_their_prefix_are_removed_before_the_next_job_claims_one(embedded_mds):
