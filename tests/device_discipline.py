@@ -1,5 +1,8 @@
 """CPU tests cannot see device bugs, so this makes them visible: inside `strict_devices()`, a tensor
 that project code makes without naming a device lands on the `meta` device instead of the CPU.
+Dtypes too: a CPU convolution or matmul takes a bf16 input beside fp32 weights (or the reverse)
+without complaint, where CUDA refuses ("Input type (float) and bias type (c10::BFloat16) should be
+the same", seen on an H200 under DeepSpeed): here such a call outside autocast raises as it would there.
 
 On a GPU such a tensor is a CPU tensor beside CUDA ones, and `torch.stack` / `cat` / most ops
 refuse the mix ("Expected all tensors to be on the same device"). Here the same mix of `meta` and
@@ -38,6 +41,24 @@ def _caller() -> tuple[str, int]:
     return (f.f_code.co_filename, f.f_lineno) if f is not None else ("", 0)
 
 
+# ops whose CUDA kernels refuse floating operands of different dtypes when autocast does not cast them
+SAME_DTYPE_OPS = {
+    torch.conv1d, torch.conv2d, torch.conv3d, torch.nn.functional.linear, torch.matmul, torch.mm, torch.bmm,
+    torch.addmm, torch.baddbmm,
+}
+
+
+def _check_one_dtype(func, args, kwargs) -> None:
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.is_floating_point()]
+    if not tensors or torch.is_autocast_enabled(tensors[0].device.type):
+        return
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) > 1:
+        file, line = _caller()
+        raise RuntimeError(f"{getattr(func, '__name__', func)} got floating operands of dtypes {sorted(map(str, dtypes))} "
+                           f"outside autocast (from {file}:{line}); CUDA refuses this mix")
+
+
 class StrictDevices(TorchFunctionMode):
     """Moves device-less factory calls from `project_dirs` to `meta`; records where they came from."""
 
@@ -48,6 +69,8 @@ class StrictDevices(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
+        if func in SAME_DTYPE_OPS:
+            _check_one_dtype(func, args, kwargs)
         if func in FACTORIES and kwargs.get("device") is None and not _data_is_tensor(func, args):
             file, line = _caller()
             if file.startswith(self.project_dirs):

@@ -3,7 +3,8 @@
 Run it as the CLI is run (`python tests/strict_cli.py train --config ... [overrides]`, or under
 torchrun). Strict: each optimizer step, the tokenizer's and the generator's forward, encode and
 decode (which eval, encode and the demo call), and each sampling batch. A tensor made there
-without a device lands on `meta` and fails the command as it would on CUDA; the moved call sites
+without a device lands on `meta`, and a matmul or conv of mixed dtypes outside autocast raises: either
+fails the command as it would on CUDA; the moved call sites
 are printed as one `strict_devices:` JSON line at exit.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import torch  # noqa: E402
+
 from device_discipline import strict_devices  # noqa: E402
 from hieratok.cli import main  # noqa: E402
 from hieratok.generator import sample_run  # noqa: E402
@@ -23,6 +26,12 @@ from hieratok.tokenizer.model import Tokenizer  # noqa: E402
 from hieratok.train.loop import TrainLoop  # noqa: E402
 
 moved: set[str] = set()
+
+# `torch.is_autocast_enabled()` without a device asks about CUDA only. Libraries call it so (DeepSpeed's engine
+# decides by it whether to turn an outer autocast off around its forward), so on a CPU they take another branch
+# than on a GPU. Here the argument-less form asks about the CPU, the device these runs use: the GPU's branch.
+_is_autocast_enabled = torch.is_autocast_enabled
+torch.is_autocast_enabled = lambda device_type=None: _is_autocast_enabled(device_type or "cpu")
 
 
 def _strict(fn):

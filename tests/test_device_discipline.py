@@ -29,6 +29,17 @@ def test_a_device_less_tensor_beside_model_tensors_fails_as_on_cuda():
     assert len(mode.moved) == 1 and "test_device_discipline.py" in mode.moved[0]
 
 
+def test_mixed_dtypes_outside_autocast_fail_as_on_cuda():
+    conv = torch.nn.Conv2d(3, 4, 2).to(torch.bfloat16)
+    x = torch.rand(1, 3, 4, 4)
+    with strict_devices(project_dirs=(TESTS,)):
+        with pytest.raises(RuntimeError, match="CUDA refuses"):
+            conv(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert conv(x).dtype == torch.bfloat16  # autocast casts the operands: allowed
+        assert conv(x.bfloat16()).dtype == torch.bfloat16
+
+
 def test_keyed_host_noise_copied_to_the_device_is_caught():
     """Noise drawn with a CPU generator and no device, as the keyed noise once was."""
     with strict_devices(project_dirs=(TESTS,)):
@@ -51,6 +62,10 @@ def _strict(args: list[str], nproc: int = 1) -> list[str]:
     ("ddp", {"loss.gan.weight": 0.1, "loss.gan.start_step": 0, "loss.gan.ramp_steps": 1}),
     ("fsdp", {}),
     ("deepspeed", {}),
+    # bf16 as on a GPU: every backend's matmuls and convs must see one dtype or run under autocast
+    ("ddp", {"dist.mixed_precision": "bf16"}),
+    ("fsdp", {"dist.mixed_precision": "bf16"}),
+    ("deepspeed", {"dist.mixed_precision": "bf16"}),
 ])
 def test_tokenizer_training_steps_make_every_tensor_on_the_device(tmp_path, embedded_mds, backend, extra):
     overrides = tiny_overrides(embedded_mds, **{"train.max_steps": 2, "dist.backend": backend, **extra})
@@ -71,3 +86,14 @@ def test_generator_training_sampling_and_encoding_make_every_tensor_on_the_devic
                     "--split", "val", "--out", str(tmp_path / "cache"), "--workers", "0"]) == []
     assert _strict(["eval", "--run-dir", str(tiny_tokenizer_export), "--data", str(embedded_mds),
                     "--metrics", "psnr,ssim", "--num", "8", "--out", str(tmp_path / "e.json")]) == []
+
+
+def test_from_pretrained_puts_the_whole_model_on_map_location(tiny_tokenizer_export):
+    """Loading copies the file's tensors into the parameters where they are; the model itself must move.
+    (Seen on an H200: the frozen tokenizer stayed on the CPU, and the latent cache's encode failed at the first
+    conv, its CUDA input under autocast beside CPU weights.) `meta` stands in for a GPU here."""
+    from hieratok.tokenizer.model import Tokenizer
+
+    model = Tokenizer.from_pretrained(tiny_tokenizer_export, map_location="meta")
+    placed = {t.device.type for t in [*model.parameters(), *model.buffers()]}
+    assert placed == {"meta"}

@@ -27,7 +27,9 @@ def _npz_member_memmap(path: Path, key: str) -> np.ndarray | None:
             return None
         with zf.open(info) as member:
             version = np.lib.format.read_magic(member)
-            shape, fortran, dtype = np.lib.format._read_array_header(member, version)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)  # public; numpy 2.5 dropped the private one
+            shape, fortran, dtype = read_header(member)
             header_len = member.tell()
     with open(path, "rb") as f:  # the member's data starts after its local file header
         f.seek(info.header_offset + 26)

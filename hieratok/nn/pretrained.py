@@ -106,9 +106,10 @@ def load_pretrained(cls, directory: str | Path, expected_format: str, map_locati
                            f"{newest[0]}/1 to {expected_format}")
     model = cls(model_fields(config, cls.config_class))
     try:
-        model.load_state_dict(load_file(str(w_path), device=str(map_location)), strict=True)
+        model.load_state_dict(load_file(str(w_path)), strict=True)
     except RuntimeError as e:  # missing / unexpected keys or another shape: the first lines name them
         detail = " ".join(" ".join(str(e).splitlines()[:3]).split())[:400]
         raise WeightsError(f"{w_path} does not fit the model its {CONFIG_NAME} describes: {detail}") from None
     model.export_config = config  # what the export records besides the model (weights, step, latent_stats, ...)
-    return model.eval()
+    # load_state_dict copies into the parameters where they are (the CPU): the model itself must move
+    return model.to(map_location).eval()

@@ -1,9 +1,12 @@
 """DeepSpeed ZeRO-1/2/3. Checkpoints carry universal-checkpoint info, so a run saved at one world
 size resumes at another: the checkpoint is converted with `ds_to_universal` on first such load.
 
-With `dist.mixed_precision=bf16` the engine keeps bf16 weights, gradients and communication with
-fp32 master weights in the optimizer (DeepSpeed's `bf16` section), and the forward runs under
-torch.autocast as in the DDP and FSDP2 backends. The EMA lives beside the engine: full tensors
+With `dist.mixed_precision=bf16` the engine runs its forward under torch.autocast in bf16 over fp32
+weights, which are the optimizer's master copy, as the DDP and FSDP2 backends do (DeepSpeed's
+`torch_autocast` section); DeepSpeed reduces the gradients of Linear and Conv weights in bf16. Not
+its `bf16` section: that casts the module, buffers included, to bf16 and turns the caller's autocast
+off inside the engine, so every fp32 tensor entering the model (images, sinusoids of t) would need a
+cast. On an H200 it failed at step 1 ("Input type (float) and bias type (c10::BFloat16)"). The EMA lives beside the engine: full tensors
 under ZeRO-1/2, the rank's own flat partition under ZeRO-3 (gathered to full tensors on save, so
 it reloads at any world size).
 """
@@ -37,8 +40,8 @@ def _ds_config(cfg, world_size: int, universal: bool) -> dict:
             "torch_adam": True,  # the fused op needs a GPU and a compiler
         }},
         "zero_optimization": {"stage": cfg.dist.zero_stage},
-        # bf16 weights and communication, fp32 master weights in the optimizer
-        "bf16": {"enabled": cfg.dist.mixed_precision == "bf16"},
+        # autocast inside the engine (DeepSpeed would otherwise turn the loop's autocast off there)
+        "torch_autocast": {"enabled": cfg.dist.mixed_precision == "bf16", "dtype": "bfloat16"},
         "checkpoint": {"load_universal": universal},
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
@@ -179,7 +182,7 @@ class DeepSpeedBackend(Backend):
                 full = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
         else:
             full = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
-        if self.cfg.dist.mixed_precision == "bf16":  # the module holds bf16 copies: export the fp32 masters
+        if self.engine.bfloat16_enabled():  # the module holds bf16 copies: export the fp32 masters
             from deepspeed.utils import safe_get_full_fp32_param
 
             for name, p in self.module.named_parameters():
