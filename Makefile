@@ -31,8 +31,11 @@ bench: $(STAMP)
 
 # every CUDA path and the figures only a GPU gives, as one JSON line (at most 8 minutes on one H200);
 # `.venv/bin/python bench/gpu_check.py --cpu` is the same check at tiny sizes (tests/test_gpu_check.py)
-gpu-check: $(STAMP)
-	$(BIN)/python bench/gpu_check.py
+# On a GPU image that already holds the packages (no registry to install from): make gpu-check GPU_PYTHON=python3
+GPU_PYTHON ?=
+GPU_CHECK_ARGS ?=
+gpu-check: $(if $(GPU_PYTHON),,$(STAMP))
+	$(or $(GPU_PYTHON),$(BIN)/python) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf demo_out .pytest_cache

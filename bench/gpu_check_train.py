@@ -169,6 +169,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_timeout(m, args) -> float:
+    """A run's time limit: the mode's, cut so that no run outlasts the check's deadline by more than a minute."""
+    return max(30.0, min(m.run_timeout_s, args.end_by - time.perf_counter()))
+
+
 def train_process(name: str, config: str, run_dir: Path, overrides: list[str], procs: int, env: dict,
                   timeout_s: float) -> None:
     """`hieratok train` through bench/gpu_check_train.py, as users run it (torchrun for several processes)."""
@@ -210,7 +215,7 @@ def measured_train(name: str, config: str, run_dir: Path, overrides: list[str], 
         shutil.rmtree(stale, ignore_errors=True)
     env = {"GPU_CHECK_OUT": str(probe), "GPU_CHECK_WARMUP": str(m.warmup), "GPU_CHECK_CALIB": str(m.calib),
            "GPU_CHECK_WINDOW_S": str(args.window_s or m.window_s), "GPU_CHECK_SYNC_STEPS": str(m.sync_steps)}
-    train_process(name, config, run_dir, overrides, procs, env, m.run_timeout_s)
+    train_process(name, config, run_dir, overrides, procs, env, run_timeout(m, args))
     ranks = [json.loads(p.read_text()) for p in sorted(probe.glob("rank*.json"))]
     if len(ranks) != procs:
         raise RuntimeError(f"{name}: {len(ranks)} of {procs} ranks wrote their figures to {probe}")
@@ -240,10 +245,10 @@ def resume_round_trip(ctx, m, args) -> dict:
     whole, split = ctx.work / "resume_whole", ctx.work / "resume_split"
     for stale in (whole, split):
         shutil.rmtree(stale, ignore_errors=True)
-    train_process("resume: uninterrupted run", config, whole, overrides, 1, env, m.run_timeout_s)
+    train_process("resume: uninterrupted run", config, whole, overrides, 1, env, run_timeout(m, args))
     split_args = overrides + [f"train.stop_at_step={n}"]  # the same schedule, stopped (with a checkpoint) at n
-    train_process("resume: run stopped at step N", config, split, split_args, 1, env, m.run_timeout_s)
-    train_process("resume: the same command again", config, split, split_args, 1, env, m.run_timeout_s)
+    train_process("resume: run stopped at step N", config, split, split_args, 1, env, run_timeout(m, args))
+    train_process("resume: the same command again", config, split, split_args, 1, env, run_timeout(m, args))
 
     def rows(run):
         from hieratok.metrics_file import read_records

@@ -129,9 +129,14 @@ def test_rope_is_relative():
     torch.testing.assert_close(scores[0], scores[1], rtol=1e-4, atol=1e-4)
 
 
-def test_cpu_layout_is_per_scale_prefix_sdpa():
+def test_auto_layout_is_the_dense_mask_up_to_its_limit_then_per_scale_prefix_sdpa_on_a_cpu():
+    from hieratok.nn.attention import DENSE_MASK_MAX_TOKENS
+
     layout = build_layout([1, 4, 16], torch.device("cpu"))
-    assert layout.block_mask is None and layout.mask is None and layout.prefix_ends == (1, 5, 21)
+    assert layout.block_mask is None and layout.prefix_ends is None and layout.mask.shape == (21, 21)
+    long = [1, DENSE_MASK_MAX_TOKENS]
+    layout = build_layout(long, torch.device("cpu"))
+    assert layout.mask is None and layout.prefix_ends == (1, DENSE_MASK_MAX_TOKENS + 1)
     assert build_layout([64], torch.device("cpu")) == build_layout([64], torch.device("cpu"), "mask")
 
 
