@@ -344,7 +344,8 @@ def main(argv=None) -> int:
         print(f"gpu_check: --procs {max(args.procs)} needs as many GPUs; {gpus} visible", file=sys.stderr)
         return 2
     cores = os.cpu_count() or 1
-    ctx = SimpleNamespace(device=device, precision="fp32" if args.cpu else "bf16", flops=None, data=None,
+    # on CUDA the runs ask for the presets' `auto`, and each run's resolved precision must be bf16 (measured_train)
+    ctx = SimpleNamespace(device=device, precision="fp32" if args.cpu else "auto", flops=None, data=None,
                           peak=args.peak_tflops if args.peak_tflops or args.cpu else H200_BF16_DENSE_TFLOPS,
                           workers=lambda procs: 0 if args.cpu else max(1, min(8, cores // procs - 1)))
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="hieratok-gpu-check-"))
@@ -393,7 +394,8 @@ def main(argv=None) -> int:
         "tokenizer": {"presets": {"hieratok": m.hieratok, "vitok": m.vitok}, "micro_batch_per_process": m.micro,
                       "losses": "l1 + mse + kl (lpips and gan off)", "runs": tokenizer},
         "generator": generator, "sampling": samples, "fid_features": fid, "resume": resume,
-        "sections": args.only, "section_seconds": report.seconds, "wall_s": time.perf_counter() - t_start, "failed": report.failed,
+        "sections": args.only, "section_seconds": report.seconds, "wall_s": time.perf_counter() - t_start,
+        "failed": report.failed,
     }
     print(json.dumps(_rounded(result)))
     if resume is not None and not resume["equal"]:

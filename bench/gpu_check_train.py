@@ -124,6 +124,7 @@ class Probe:
             self.timing = False
             self.result = {
                 "world_size": loop.info.world_size, "device": str(loop.info.device),
+                "precision": loop.cfg.dist.mixed_precision,  # as the run resolved it (`auto` -> bf16 / fp32)
                 "global_batch": loop.cfg.train.global_batch_size, "micro_batch": loop.cfg.train.micro_batch_size,
                 "warmup_steps": self.warmup, "timed_steps": steps, "timed_s": seconds,
                 "images_per_s": images / seconds, "step_ms": 1000 * seconds / steps,
@@ -225,10 +226,13 @@ def measured_train(name: str, config: str, run_dir: Path, overrides: list[str], 
         syncs = [max(per_rank) for per_rank in zip(*(r["host_syncs_per_step"] for r in ranks))]
     peaks = [r["peak_memory_bytes"] for r in ranks if r["peak_memory_bytes"] is not None]
     out = {"images_per_s": batch * steps / seconds, "step_ms": 1000 * seconds / steps, "timed_steps": steps,
-           "global_batch": batch, "data_wait_fraction": max(r["data_wait_fraction"] for r in ranks),
+           "global_batch": batch, "precision": ranks[0]["precision"],
+           "data_wait_fraction": max(r["data_wait_fraction"] for r in ranks),
            "peak_memory_bytes": max(peaks) if peaks else None,
            "host_syncs_per_step": max(syncs) if syncs else None, "host_syncs_by_step": syncs,
            "host_sync_sites": ranks[0]["host_sync_sites"]}
+    if not args.cpu and out["precision"] != "bf16":  # the runs ask for `auto`: on CUDA it must keep bf16
+        raise RuntimeError(f"{name}: dist.mixed_precision=auto ran as {out['precision']} on CUDA, not bf16")
     progress(f"{name}: {out['images_per_s']:.1f} images/s, {out['step_ms']:.1f} ms/step over {steps} steps, "
              f"data wait {out['data_wait_fraction']:.2f}, host syncs/step {out['host_syncs_per_step']}")
     return out

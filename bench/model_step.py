@@ -1,7 +1,9 @@
 """Forward+backward time per 256-px image, HieraTok S-B/16 against ViTok S-B/16, same batch, same run.
 
 Also the activation memory each saves for backward (exact, from autograd's saved-tensor hooks),
-and on CUDA the true peak allocated memory. Prints its figures last as one JSON line.
+and on CUDA the true peak allocated memory. HieraTok with activation checkpointing (every block
+recomputed in backward: `train.activation_checkpointing`) runs beside them, for what it costs in time
+and saves in memory. Prints its figures last as one JSON line.
 
     python bench/model_step.py [--quick] [--batch B] [--reps R] [--attention sdpa|flex|auto]
 """
@@ -21,10 +23,16 @@ from hieratok import Tokenizer  # noqa: E402
 from hieratok.config.loader import load_config  # noqa: E402
 
 
+CHECKPOINTED = "hieratok_s_b16+ckpt"
+
+
 def build(preset: str, attention: str, device) -> Tokenizer:
-    cfg = load_config(f"configs/tokenizer/{preset}.yaml", [f"model.attention={attention}"])
+    checkpointed = preset == CHECKPOINTED
+    cfg = load_config(f"configs/tokenizer/{preset.removesuffix('+ckpt')}.yaml", [f"model.attention={attention}"])
     torch.manual_seed(0)
-    return Tokenizer(cfg.model).to(device).train()
+    model = Tokenizer(cfg.model).to(device).train()
+    model.set_grad_checkpointing(checkpointed)
+    return model
 
 
 def step(model, x, bf16: bool) -> None:
@@ -78,7 +86,7 @@ def main() -> None:
     bf16 = device.type == "cuda"
     batch = args.batch or (1 if args.quick else (32 if device.type == "cuda" else 4))
     reps = args.reps or (3 if args.quick else 10)
-    models = {name: build(name, args.attention, device) for name in ("vitok_s_b16", "hieratok_s_b16")}
+    models = {name: build(name, args.attention, device) for name in ("vitok_s_b16", "hieratok_s_b16", CHECKPOINTED)}
     x = torch.rand(batch, 3, 256, 256, device=device) * 2 - 1
     for m in models.values():  # warm-up (allocator, kernels, flex compilation)
         step(m, x, bf16)
@@ -90,7 +98,7 @@ def main() -> None:
     acts = {name: saved_activation_bytes(m, x, bf16) for name, m in models.items()}
     peaks = {name: peak_cuda_bytes(m, x, bf16) for name, m in models.items()}
     for name in models:
-        print(f"{name:>16}: {1000 * med[name] / batch:8.1f} ms/image (fwd+bwd), "
+        print(f"{name:>19}: {1000 * med[name] / batch:8.1f} ms/image (fwd+bwd), "
               f"saved activations {acts[name] / 2**20:8.1f} MiB" +
               (f", peak {peaks[name] / 2**30:.2f} GiB" if peaks[name] else ""))
     result = {
@@ -99,9 +107,12 @@ def main() -> None:
         "multi_ms_per_image": 1000 * med["hieratok_s_b16"] / batch,
         "multi_over_single_step_time": med["hieratok_s_b16"] / med["vitok_s_b16"],
         "multi_over_single_activation_memory": acts["hieratok_s_b16"] / acts["vitok_s_b16"],
+        "checkpointed_over_plain_step_time": med[CHECKPOINTED] / med["hieratok_s_b16"],
+        "checkpointed_over_plain_activation_memory": acts[CHECKPOINTED] / acts["hieratok_s_b16"],
     }
     if peaks["vitok_s_b16"]:
         result["multi_over_single_peak_memory"] = peaks["hieratok_s_b16"] / peaks["vitok_s_b16"]
+        result["checkpointed_over_plain_peak_memory"] = peaks[CHECKPOINTED] / peaks["hieratok_s_b16"]
     print(json.dumps(result))
 
 

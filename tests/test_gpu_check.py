@@ -14,8 +14,8 @@ SCRIPT = str(REPO / "bench" / "gpu_check.py")
 TOP_KEYS = {"device", "mode", "gpus_visible", "torch", "precision", "procs", "peak_tflops", "mfu_basis",
             "host_syncs_basis", "flops", "attention", "tokenizer", "generator", "sampling", "fid_features",
             "resume", "sections", "section_seconds", "wall_s", "failed"}
-RUN_KEYS = {"images_per_s", "step_ms", "timed_steps", "global_batch", "data_wait_fraction", "peak_memory_bytes",
-            "host_syncs_per_step", "host_syncs_by_step", "host_sync_sites", "mfu"}
+RUN_KEYS = {"images_per_s", "step_ms", "timed_steps", "global_batch", "precision", "data_wait_fraction",
+            "peak_memory_bytes", "host_syncs_per_step", "host_syncs_by_step", "host_sync_sites", "mfu"}
 
 
 def _env() -> dict:
@@ -26,6 +26,7 @@ def _check_run(run: dict, where: str) -> None:
     assert set(run) == RUN_KEYS, where
     assert run["images_per_s"] > 0 and run["step_ms"] > 0 and run["timed_steps"] >= 1, where
     assert run["global_batch"] == 16 and 0 <= run["data_wait_fraction"] <= 1, where
+    assert run["precision"] == "fp32", where  # as the run resolved it
     # CUDA-only figures: null on a CPU, never a made-up number
     assert run["peak_memory_bytes"] is None and run["host_syncs_per_step"] is None, where
     assert run["host_syncs_by_step"] is None and run["host_sync_sites"] is None and run["mfu"] is None, where
