@@ -312,15 +312,18 @@ def parse_args(argv):
                    "(default: all; data always runs, sampling needs generator)")
     p.add_argument("--work-dir", default=None, help="keep runs, logs and data here (default: a temporary folder)")
     args = p.parse_args(argv)
-    args.backends = args.backends.split(",") if args.backends else None
-    if args.backends and not set(args.backends) <= set(BACKENDS):
-        p.error(f"--backends: unknown {sorted(set(args.backends) - set(BACKENDS))}; valid: {', '.join(BACKENDS)}")
+
+    def names(flag: str, value: str | None, valid) -> list[str] | None:
+        chosen = value.split(",") if value else None
+        if chosen and not set(chosen) <= set(valid):
+            p.error(f"{flag}: unknown {sorted(set(chosen) - set(valid))}; valid: {', '.join(valid)}")
+        return chosen
+
+    args.backends = names("--backends", args.backends, BACKENDS)
+    args.only = names("--only", args.only, SECTIONS) or list(SECTIONS)
     args.procs = [int(x) for x in args.procs.split(",")] if args.procs else None
     if args.resume_tolerance is None:
         args.resume_tolerance = 0.0 if args.cpu else CUDA_RESUME_TOLERANCE
-    args.only = args.only.split(",") if args.only else list(SECTIONS)
-    if not set(args.only) <= set(SECTIONS):
-        p.error(f"--only: unknown {sorted(set(args.only) - set(SECTIONS))}; valid: {', '.join(SECTIONS)}")
     args.deadline_s = args.deadline_s or (600.0 if args.cpu else 450.0)
     return args
 
