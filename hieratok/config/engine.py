@@ -15,6 +15,10 @@ class TrainConfig:
     lr_reference_batch: int = 256
     min_lr_ratio: float = 0.0
     warmup_steps: int = 3000
+    # as torchtitan's lr_scheduler: null decays from the end of warm-up to the end of the run; a fraction
+    # d holds the peak, then decays over the last d of the steps (warmup-stable-decay)
+    decay_ratio: float | None = None
+    decay_type: str = "cosine"  # cosine | linear
     weight_decay: float = 1.0e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     grad_clip: float = 1.0

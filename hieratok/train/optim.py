@@ -1,4 +1,5 @@
-"""AdamW with the ViTok recipe: lr scaled by global batch / reference batch, cosine with warm-up."""
+"""AdamW with the ViTok recipe: lr scaled by global batch / reference batch, warm-up, then a decay
+(cosine from the end of warm-up by default, or warmup-stable-decay with `train.decay_ratio`)."""
 from __future__ import annotations
 
 import math
@@ -12,13 +13,18 @@ def scaled_lr(train_cfg) -> float:
 
 
 def lr_at(step: int, train_cfg) -> float:
-    """Learning rate for optimizer step `step` (1-based): linear warm-up, then cosine to min_lr_ratio."""
+    """Learning rate for optimizer step `step` (1-based): linear warm-up, then the peak until the decay
+    starts, then cosine or linear down to peak * min_lr_ratio at max_steps."""
     peak = scaled_lr(train_cfg)
     warmup, total = train_cfg.warmup_steps, max(train_cfg.max_steps, 1)
     if warmup > 0 and step <= warmup:
         return peak * step / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    ratio = train_cfg.decay_ratio
+    decay_start = warmup if ratio is None else max(warmup, total - round(ratio * total))
+    progress = min(1.0, max(0, step - decay_start) / max(1, total - decay_start))
     floor = peak * train_cfg.min_lr_ratio
+    if train_cfg.decay_type == "linear":
+        return peak - (peak - floor) * progress
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
