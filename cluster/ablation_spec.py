@@ -91,17 +91,18 @@ class AblationSpec:
     def narrowed(self, quick: bool, seeds: list[int] | None = None, arms: list[str] | None = None) -> "AblationSpec":
         """The arms, seeds, overrides and image counts this invocation runs."""
         spec = dataclasses.replace(self)
+        names, after_arm = list(self.arms), []
         if quick:
-            names = self.quick.arms or list(self.arms)[:2]
-            spec.arms = {n: self.arms[n] for n in names}
+            names = self.quick.arms or names[:2]
+            after_arm = list(self.quick.overrides)  # after each arm's own: a few steps even where an arm sets max_steps
             spec.seeds = list(self.quick.seeds)
-            spec.overrides = [*self.overrides, *self.quick.overrides]
             spec.eval = dataclasses.replace(self.eval, num_images=self.quick.num_images,
                                             fit_images=self.quick.fit_images)
         if seeds is not None:
             spec.seeds = list(seeds)
         if arms is not None:
-            spec.arms = {a: self.arms[a] for a in pick_arms(arms, self.arms, self.name)}
+            names = pick_arms(arms, self.arms, self.name)
+        spec.arms = {n: [*self.arms[n], *after_arm] for n in names}
         return spec
 
 

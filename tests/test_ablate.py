@@ -110,3 +110,17 @@ def test_the_runs_bar_counts_finished_and_failed_runs_and_survives_tunes_picklin
     callback.on_trial_complete(2, [], None)
     callback.on_experiment_end([])
     assert "cpu runs" in out.getvalue() and "3/3" in out.getvalue(), out.getvalue()
+
+
+@pytest.mark.parametrize("arms", [None, ["batch8"]])
+def test_quick_takes_a_few_steps_even_where_an_arm_sets_its_own_step_count(arms):
+    from cluster.ablation_spec import load_ablation
+
+    spec = load_ablation("configs/ablations/cpu_batch.yaml")
+    assert spec.run_config("batch16", 0).train.max_steps == 1000
+    quick = spec.narrowed(True, None, arms)
+    assert list(quick.arms) == (arms or ["batch16", "batch4"])
+    for arm in quick.arms:
+        cfg = quick.run_config(arm, 0)
+        assert cfg.train.max_steps == 10
+        assert cfg.train.global_batch_size == {"batch16": 16, "batch8": 8, "batch4": 4}[arm]  # the arm's own keys stay
