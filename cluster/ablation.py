@@ -57,7 +57,7 @@ def run_one(params: dict, spec: AblationSpec, out: str, data_path: str, weights,
     """The Tune function of one (arm, seed): train (or resume), then score; nothing when already scored."""
     from hieratok.eval.ablation_scores import score_tokenizer
 
-    arm, seed = params["arm"], int(params["seed"])
+    arm, seed = params["run"]["arm"], int(params["run"]["seed"])
     run_dir = run_dir_of(Path(out), arm, seed)
     scores_path = run_dir / SCORES
     if scores_path.exists():
@@ -90,26 +90,44 @@ def _run_trials(spec: AblationSpec, out: Path, data_path: str, weights, referenc
                                      reference=reference)
     resources = ({"cpu": spec.runs.cpus_per_worker, "gpu": spec.runs.gpus_per_worker} if spec.workers == 1
                  else {"cpu": 0.01})  # a multi-worker run only drives its TorchTrainer
-    return run_grid(trainable, resources, list(spec.arms), spec.seeds, spec.runs.max_concurrent, out, "ablation",
-                    address)
+    return run_grid(trainable, resources, costliest_first(spec, data_path), spec.runs.max_concurrent, out,
+                    "ablation", address)
 
 
-def run_grid(trainable, resources: dict, arms: list[str], seeds: list[int], max_concurrent: int, out: Path,
+def costliest_first(spec: AblationSpec, data_path: str) -> list[tuple[str, int]]:
+    """Every (arm, seed), the arms with the most training FLOPs an image first, so that the runs that
+    end the ablation, perhaps alone on the machine, are the cheapest (ties keep the file's order).
+    The models are built on the meta device: no memory, well under a second an arm."""
+    from hieratok import Tokenizer
+    from hieratok.eval.ablation_scores import training_flops_per_image
+
+    def flops(arm: str) -> int:
+        model_cfg = spec.run_config(arm, spec.seeds[0], data_path).model
+        with torch.device("meta"):
+            return training_flops_per_image(Tokenizer(model_cfg), model_cfg.image_size)
+
+    cost = {arm: flops(arm) for arm in spec.arms}
+    return [(arm, seed) for arm in sorted(spec.arms, key=lambda a: -cost[a]) for seed in spec.seeds]
+
+
+def run_grid(trainable, resources: dict, runs: list[tuple[str, int]], max_concurrent: int, out: Path,
              name: str, address: str | None) -> list[str]:
-    """`trainable({"arm", "seed"})` for every arm x seed as Ray Tune trials, `max_concurrent` at a time, state
-    under OUT/ray; returns "ARM/seedS: error" for each trial that failed."""
+    """`trainable({"run": {"arm", "seed"}})` for every (arm, seed) of `runs` as Ray Tune trials, started in
+    that order, `max_concurrent` at a time, state under OUT/ray; returns "ARM/seedS: error" for each trial
+    that failed."""
     from ray import tune
 
     connect(address)
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
-        param_space={"arm": tune.grid_search(list(arms)), "seed": tune.grid_search(list(seeds))},
+        # one grid over the runs, not arm x seed: Tune starts a single grid's values in their order
+        param_space={"run": tune.grid_search([{"arm": arm, "seed": seed} for arm, seed in runs])},
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
         run_config=tune.RunConfig(name=f"{name}-{int(time.time())}", storage_path=str(out / "ray"), verbose=1,
-                                  callbacks=[runs_done_bar(len(arms) * len(seeds), name)]),
+                                  callbacks=[runs_done_bar(len(runs), name)]),
     )
     grid = tuner.fit()
-    return [f"{r.config['arm']}/seed{r.config['seed']}: {r.error}" for r in grid if r.error is not None]
+    return [f"{r.config['run']['arm']}/seed{r.config['run']['seed']}: {r.error}" for r in grid if r.error is not None]
 
 
 def runs_done_bar(total: int, name: str, file=None):

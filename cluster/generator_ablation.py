@@ -141,7 +141,7 @@ def train_one(params: dict, spec: GeneratorAblationSpec, out: str, caches: dict)
     """The Tune function of one (arm, seed): train (or resume) unless it finished."""
     import torch
 
-    arm, seed = params["arm"], int(params["seed"])
+    arm, seed = params["run"]["arm"], int(params["run"]["seed"])
     run_dir = run_dir_of(Path(out), arm, seed)
     if (run_dir / DONE).exists():
         return
@@ -167,8 +167,8 @@ def run_generator_ablation(spec: GeneratorAblationSpec, out: str | Path, *, quic
     caches = _encode_caches(spec, out)
     trainable = tune.with_parameters(train_one, spec=spec, out=str(out), caches=caches)
     resources = {"cpu": spec.runs.cpus_per_worker, "gpu": spec.runs.gpus_per_worker}
-    failed = run_grid(trainable, resources, spec.arms, spec.seeds, spec.runs.max_concurrent, out,
-                      "generator-ablation", address)
+    runs = [(arm, seed) for arm in spec.arms for seed in spec.seeds]
+    failed = run_grid(trainable, resources, runs, spec.runs.max_concurrent, out, "generator-ablation", address)
     curves = {arm: {s: read_curve(run_dir_of(out, arm, s)) if (run_dir_of(out, arm, s) / DONE).exists() else []
                     for s in spec.seeds} for arm in spec.arms}
     table = convergence_table(curves, spec.arms[0], spec.smoothing_window, spec.target_loss)

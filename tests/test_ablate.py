@@ -75,7 +75,9 @@ def test_quick_ablation_scores_every_run_and_a_rerun_finishes_only_the_unfinishe
         if step_dir.name != "step_00000002":
             shutil.rmtree(step_dir)
     (killed / "checkpoints" / "latest").write_text("step_00000002\n")
+    reference_written = (out / "reference_stats.npz").stat().st_mtime_ns
     again = _ablate(spec, out)
+    assert (out / "reference_stats.npz").stat().st_mtime_ns == reference_written  # same images: reused
     assert (done / "metrics.jsonl").read_text() == done_metrics  # finished: not trained again
     events = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert any(e.get("event") == "resumed" and e["path"].endswith("step_00000002") for e in events)
@@ -124,3 +126,34 @@ def test_quick_takes_a_few_steps_even_where_an_arm_sets_its_own_step_count(arms)
         cfg = quick.run_config(arm, 0)
         assert cfg.train.max_steps == 10
         assert cfg.train.global_batch_size == {"batch16": 16, "batch8": 8, "batch4": 4}[arm]  # the arm's own keys stay
+
+
+def test_the_costliest_arms_start_first_and_the_cheapest_end_the_ablation():
+    from cluster.ablation import costliest_first
+    from cluster.ablation_spec import load_ablation
+
+    spec = load_ablation("configs/ablations/cpu.yaml")
+    order = costliest_first(spec, "unused")
+    assert sorted(order) == sorted((arm, seed) for arm in spec.arms for seed in spec.seeds)
+    assert order[-3:] == [("single-scale", 0), ("single-scale", 1), ("single-scale", 2)]  # the fewest tokens
+    assert order[0][0] != "single-scale"
+
+
+def test_tune_starts_the_trials_in_the_order_given(tmp_path):
+    import ray
+
+    from cluster.ablation import run_grid
+
+    log = str(tmp_path / "started.txt")
+
+    def trial(params):
+        with open(log, "a") as f:
+            f.write(f"{params['run']['arm']}/{params['run']['seed']}\n")
+
+    runs = [("c", 1), ("a", 0), ("b", 2)]  # neither sorted nor arm x seed
+    try:
+        failed = run_grid(trial, {"cpu": 1}, runs, 1, tmp_path, "order", None)
+    finally:
+        ray.shutdown()
+    assert failed == []
+    assert (tmp_path / "started.txt").read_text().split() == ["c/1", "a/0", "b/2"]

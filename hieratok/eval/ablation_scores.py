@@ -4,6 +4,7 @@ mechanism check (the metric change when the coarse tokens' keys and values are z
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -62,14 +63,30 @@ def score_tokenizer(export_dir: str | Path, images: torch.Tensor, metrics: list[
     return out
 
 
+def _fingerprint(images_uint8: torch.Tensor, inception_weights: Path) -> str:
+    """What the reference statistics depend on: the images as scored and the Inception weights file."""
+    h = hashlib.sha256(images_uint8.contiguous().numpy().tobytes())
+    # the tensors, not the file's bytes: torch.save writes a random serialization id into every file
+    state = torch.load(inception_weights, map_location="cpu", weights_only=True)
+    for name in sorted(state):
+        h.update(name.encode())
+        h.update(state[name].reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 @torch.no_grad()
 def reference_stats(images: torch.Tensor, weights: ScoringWeights, path: Path) -> Path:
-    """The Inception statistics of the real images (uint8 as a PNG would hold them), saved once."""
-    from hieratok.eval.feature_stats import FeatureStats
+    """The Inception statistics of the real images (uint8 as a PNG would hold them), saved once. A
+    rerun on the same out dir reuses the file when the images and weights are the same (a fingerprint
+    in its metadata): it is about as costly as scoring one run."""
+    from hieratok.eval.feature_stats import FeatureStats, load_stats
     from hieratok.eval.inception import FID_FEATURE, inception_features, load_inception, to_uint8
 
+    key = _fingerprint(to_uint8(images), weights.inception)
+    if path.is_file() and getattr(load_stats(path), "meta", {}).get("fingerprint") == key:
+        return path
     inception = load_inception(weights.inception)
-    stats = FeatureStats(2048)
+    stats = FeatureStats(2048, meta={"fingerprint": key})
     for batch in _batches(images):
         stats.update(inception_features(inception, to_uint8(batch["image"]))[FID_FEATURE])
     return stats.save(path)

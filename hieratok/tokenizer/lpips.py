@@ -91,7 +91,9 @@ class LPIPS(nn.Module):
         model._load_vgg(vgg_path)
         model._load_lins(lin_path)
         model.weight_files = {"vgg": str(vgg_path), "lin": str(lin_path)}
-        return model.eval().requires_grad_(False)
+        # channels_last weights make the convolutions run in that layout, oneDNN's and cuDNN's faster one
+        # (bench/scoring_speed.py)
+        return model.to(memory_format=torch.channels_last).eval().requires_grad_(False)
 
     @classmethod
     def from_config(cls, lpips_cfg) -> "LPIPS":
