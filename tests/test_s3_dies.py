@@ -13,6 +13,7 @@ from train_runs import REPO, HeldRun, env, keys_by_step, latest_step, run_train,
 from hieratok.metrics_file import read_records
 
 BUCKET, PREFIX = "hieratok-dies", "emb"
+TIMEOUT_S = 30
 
 
 def _free_port() -> int:
@@ -55,8 +56,10 @@ def test_a_dying_endpoint_is_one_line_with_the_finished_steps_saved(tmp_path, mo
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     run_dir, url = tmp_path / "run", f"s3://{BUCKET}/{PREFIX}"
     # 230 training images: 28 steps an epoch at batch 8, so 20 steps never come back to a shard already read
-    # no periodic checkpoints: the one written when the data fails is what the resume starts from
-    overrides = tiny_overrides(url, **{"data.cache_dir": str(tmp_path / "cache"), "data.timeout_s": 120})
+    # no periodic checkpoints: the one written when the data fails is what the resume starts from.
+    # A dead endpoint may surface only as no batch within data.timeout_s (below), so the test waits that
+    # long: 30 s, where a healthy batch from the local server takes well under a second
+    overrides = tiny_overrides(url, **{"data.cache_dir": str(tmp_path / "cache"), "data.timeout_s": TIMEOUT_S})
     server = _s3_with_data(port)
     try:
         run = HeldRun(tmp_path, run_dir, overrides)
@@ -72,7 +75,7 @@ def test_a_dying_endpoint_is_one_line_with_the_finished_steps_saved(tmp_path, mo
     # streaming reports the dead endpoint as a failed read, or (its download thread stuck in retries) as no
     # batch within data.timeout_s: either is one line naming the data, with the finished steps saved
     assert last.startswith("hieratok train: data error: ") and f"MDS data {url}/train" in last, last
-    assert "steps up to" in last and ("failed" in last or "data.timeout_s=120" in last), last
+    assert "steps up to" in last and ("failed" in last or f"data.timeout_s={TIMEOUT_S}" in last), last
     stopped = latest_step(run_dir)
     logged = [r["step"] for r in read_records(run_dir / "metrics.jsonl") if "loss" in r]
     assert 2 <= stopped < 20 and f"step_{stopped:08d}" in last and stopped == logged[-1]  # every finished step
