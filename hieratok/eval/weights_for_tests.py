@@ -58,7 +58,7 @@ def make_test_inception_weights(calibration_images: torch.Tensor, out_path: str 
         if isinstance(m, nn.BatchNorm2d):
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration batches
-    model.train()
+    model.train().to(memory_format=torch.channels_last)  # as load_inception runs it: 1.5x on a CPU core
     feats = torch.cat([model(calibration_images[start:start + chunk])[0]
                        for start in range(0, len(calibration_images), chunk)])
     # scale the random classifier so logits differ between images (else ISC is exactly 1 for any set)
@@ -66,7 +66,7 @@ def make_test_inception_weights(calibration_images: torch.Tensor, out_path: str 
     model.fc.weight.mul_(LOGIT_SPREAD / spread.clamp_min(1e-12))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out_path)
+    torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, out_path)
     mark_test_made(out_path, NOTE, kind="inception", seed=seed, calibration_images=len(calibration_images))
     return out_path
 
