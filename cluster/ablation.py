@@ -110,11 +110,11 @@ def costliest_first(spec: AblationSpec, data_path: str) -> list[tuple[str, int]]
     return [(arm, seed) for arm in sorted(spec.arms, key=lambda a: -cost[a]) for seed in spec.seeds]
 
 
-def run_grid(trainable, resources: dict, runs: list[tuple[str, int]], max_concurrent: int, out: Path,
+def run_grid(trainable, resources: dict, runs: list[tuple[str, int | str]], max_concurrent: int, out: Path,
              name: str, address: str | None) -> list[str]:
     """`trainable({"run": {"arm", "seed"}})` for every (arm, seed) of `runs` as Ray Tune trials, started in
     that order, `max_concurrent` at a time, state under OUT/ray; returns "ARM/seedS: error" for each trial
-    that failed."""
+    that failed. A seed may be a run's label instead ("tok1/seed0"), its folder under OUT/runs/ARM."""
     from ray import tune
 
     connect(address)
@@ -127,7 +127,12 @@ def run_grid(trainable, resources: dict, runs: list[tuple[str, int]], max_concur
                                   callbacks=[runs_done_bar(len(runs), name)]),
     )
     grid = tuner.fit()
-    return [f"{r.config['run']['arm']}/seed{r.config['run']['seed']}: {r.error}" for r in grid if r.error is not None]
+    return [f"{r.config['run']['arm']}/{_run_folder(r.config['run']['seed'])}: {r.error}"
+            for r in grid if r.error is not None]
+
+
+def _run_folder(seed: int | str) -> str:
+    return seed if isinstance(seed, str) else f"seed{seed}"
 
 
 def runs_done_bar(total: int, name: str, file=None):

@@ -6,17 +6,17 @@ to reach a fixed loss (hieratok/eval/convergence.py).
     name: cpu_generator
     task: generator
     tokenizers: ../../runs/ablations/cpu     # a tokenizer ablation's --out (relative to this file)
-    tokenizer_seed: 0                        # whose exports encode the caches
+    tokenizer_seeds: [0, 1]                  # whose exports encode the caches: each arm's seeds 0 and 1
     config: ../generator/tiny.yaml           # the generator every arm trains
     arms: [single-scale, hieratok]           # tokenizer arms (default: all of the tokenizer ablation)
     seeds: [0, 1]
     overrides: [train.max_steps=1500, train.min_lr_ratio=1.0]
     target_loss: null                        # null: the highest final loss over all runs
     runs: {cpus_per_worker: 1, max_concurrent: 2}
-    quick: {arms: [single-scale, hieratok], seeds: [0], overrides: [train.max_steps=20]}
+    quick: {arms: [single-scale, hieratok], seeds: [0], overrides: [train.max_steps=20]}  # first tokenizer seed
 
-    OUT/caches/ARM/             each arm's latent cache (its train split, with flips)
-    OUT/runs/ARM/seedS/         one generator run each
+    OUT/caches/ARM/tokT/        each arm's latent cache (its train split, with flips) by its seed-T tokenizer
+    OUT/runs/ARM/tokT/seedS/    one generator run each: tokenizer seed T, generator seed S
     OUT/results.json, report.md, loss_curves.png
 """
 from __future__ import annotations
@@ -52,7 +52,8 @@ class GeneratorAblationSpec:
     config: str
     name: str = "generator_ablation"
     task: str = "generator"
-    tokenizer_seed: int = 0
+    # more than one: a tokenizer's seed moves the generator's convergence as much as the arm does
+    tokenizer_seeds: list = field(default_factory=lambda: [0])
     arms: list = field(default_factory=list)
     seeds: list = field(default_factory=lambda: [0])
     overrides: list = field(default_factory=list)
@@ -62,14 +63,18 @@ class GeneratorAblationSpec:
     quick: GeneratorQuickSpec = field(default_factory=GeneratorQuickSpec)
     train_fn: str = "hieratok.train.entry:train"
 
-    def export_of(self, arm: str) -> Path:
-        return run_dir_of(Path(self.tokenizers), arm, self.tokenizer_seed) / "export"
+    def export_of(self, arm: str, tokenizer_seed: int) -> Path:
+        return run_dir_of(Path(self.tokenizers), arm, tokenizer_seed) / "export"
 
-    def run_config(self, arm: str, seed: int, cache: str):
-        """The generator config of one (arm, seed): the latent's shape taken from the arm's tokenizer."""
+    def run_labels(self) -> list[tuple[str, str]]:
+        """Every (arm, "tokT/seedS"), tokenizer seed T and generator seed S; a run's folder under OUT/runs/ARM."""
+        return [(arm, f"tok{t}/seed{s}") for arm in self.arms for t in self.tokenizer_seeds for s in self.seeds]
+
+    def run_config(self, arm: str, tokenizer_seed: int, seed: int, cache: str):
+        """The generator config of one run: the latent's shape taken from the arm's tokenizer."""
         from hieratok.tokenizer.model import read_export_model_fields
 
-        m = read_export_model_fields(self.export_of(arm))
+        m = read_export_model_fields(self.export_of(arm, tokenizer_seed))
         grid = m["image_size"] // m["patch_size"]
         multi = m.get("latent") == "all" and len(m["scales"]) > 1
         scales = f"[{','.join(map(str, m['scales']))}]" if multi else "null"
@@ -82,6 +87,7 @@ class GeneratorAblationSpec:
         if quick:
             spec.arms = list(self.quick.arms or self.arms[:2])
             spec.seeds = list(self.quick.seeds)
+            spec.tokenizer_seeds = list(self.tokenizer_seeds[:1])
             spec.overrides = [*self.overrides, *self.quick.overrides]
         if seeds is not None:
             spec.seeds = list(seeds)
@@ -122,34 +128,37 @@ def load_generator_ablation(path: str | Path) -> GeneratorAblationSpec:
 
 
 def _encode_caches(spec: GeneratorAblationSpec, out: Path) -> dict[str, str]:
+    """{"ARM/tokT": cache}: each arm's train split encoded by its seed-T tokenizer, once."""
     from hieratok.generator.latent_cache import encode_dataset
 
     data = json.loads((Path(spec.tokenizers) / "results.json").read_text())["protocol"]["data"]
     caches = {}
     for arm in spec.arms:
-        export = spec.export_of(arm)
-        if not (export / "model.safetensors").exists():
-            raise ConfigError(f"arm {arm!r} has no trained tokenizer at {export} (tokenizer_seed {spec.tokenizer_seed})")
-        cache = out / "caches" / arm
-        if not (cache / "latent_stats.json").exists():
-            encode_dataset(str(export), data, str(cache), flip=True, split="train", num_workers=0)
-        caches[arm] = str(cache)
+        for t in spec.tokenizer_seeds:
+            export = spec.export_of(arm, t)
+            if not (export / "model.safetensors").exists():
+                raise ConfigError(f"arm {arm!r} has no trained tokenizer at {export} (tokenizer seed {t})")
+            cache = out / "caches" / arm / f"tok{t}"
+            if not (cache / "latent_stats.json").exists():
+                encode_dataset(str(export), data, str(cache), flip=True, split="train", num_workers=0)
+            caches[f"{arm}/tok{t}"] = str(cache)
     return caches
 
 
 def train_one(params: dict, spec: GeneratorAblationSpec, out: str, caches: dict) -> None:
-    """The Tune function of one (arm, seed): train (or resume) unless it finished."""
+    """The Tune function of one (arm, "tokT/seedS"): train (or resume) unless it finished."""
     import torch
 
-    arm, seed = params["run"]["arm"], int(params["run"]["seed"])
-    run_dir = run_dir_of(Path(out), arm, seed)
+    arm, run = params["run"]["arm"], params["run"]["seed"]
+    tok, seed = (int(part.removeprefix(prefix)) for part, prefix in zip(run.split("/"), ("tok", "seed")))
+    run_dir = Path(out) / "runs" / arm / run
     if (run_dir / DONE).exists():
         return
     torch.set_num_threads(max(1, int(spec.runs.cpus_per_worker)))
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    train_in_process(spec.train_fn, OmegaConf.to_container(spec.run_config(arm, seed, caches[arm]), resolve=True),
-                     str(run_dir))
+    config = spec.run_config(arm, tok, seed, caches[f"{arm}/tok{tok}"])
+    train_in_process(spec.train_fn, OmegaConf.to_container(config, resolve=True), str(run_dir))
     (run_dir / DONE).write_text(json.dumps({"train_seconds": time.perf_counter() - t0}))
 
 
@@ -167,12 +176,14 @@ def run_generator_ablation(spec: GeneratorAblationSpec, out: str | Path, *, quic
     caches = _encode_caches(spec, out)
     trainable = tune.with_parameters(train_one, spec=spec, out=str(out), caches=caches)
     resources = {"cpu": spec.runs.cpus_per_worker, "gpu": spec.runs.gpus_per_worker}
-    runs = [(arm, seed) for arm in spec.arms for seed in spec.seeds]
+    runs = spec.run_labels()
     failed = run_grid(trainable, resources, runs, spec.runs.max_concurrent, out, "generator-ablation", address)
-    curves = {arm: {s: read_curve(run_dir_of(out, arm, s)) if (run_dir_of(out, arm, s) / DONE).exists() else []
-                    for s in spec.seeds} for arm in spec.arms}
+    curves = {arm: {} for arm in spec.arms}
+    for arm, run in runs:
+        run_dir = out / "runs" / arm / run
+        curves[arm][run] = read_curve(run_dir) if (run_dir / DONE).exists() else []
     table = convergence_table(curves, spec.arms[0], spec.smoothing_window, spec.target_loss)
-    protocol = {"tokenizers": spec.tokenizers, "tokenizer_seed": spec.tokenizer_seed,
+    protocol = {"tokenizers": spec.tokenizers, "tokenizer_seeds": spec.tokenizer_seeds,
                 "generator_config": spec.config,
                 "overrides": spec.overrides, "seeds": spec.seeds, "quick": quick, "caches": caches,
                 "loss": "flow-matching MSE on per-channel normalised latents (comparable across latent spaces)",

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from hieratok.config.errors import ConfigError
 from hieratok.eval.convergence import convergence_table, steps_to_reach
 from train_runs import REPO, env
 
@@ -56,9 +57,29 @@ def test_quick_generator_ablation_on_a_tokenizer_ablations_arms(tmp_path, embedd
     assert list(results["arms"]) == list(arms) and results["reference_arm"] == "single-scale"
     for arm in arms:
         row = results["arms"][arm]
-        assert row["steps_to_target"]["0"] is not None and row["speedup_vs_reference"] > 0
+        assert row["steps_to_target"]["tok0/seed0"] is not None and row["speedup_vs_reference"] > 0
+        assert (out / "runs" / arm / "tok0" / "seed0" / "done.json").exists()
     assert results["arms"]["single-scale"]["speedup_vs_reference"] == 1.0
     # each arm's generator modelled its own tokenizer's latent: 64 x 8 grid tokens, 85 x 6 multi-scale ones
-    shapes = {arm: json.loads((out / "caches" / arm / "latent_stats.json").read_text())["latent_shape"] for arm in arms}
+    shapes = {arm: json.loads((out / "caches" / arm / "tok0" / "latent_stats.json").read_text())["latent_shape"] for arm in arms}
     assert shapes == {"single-scale": [64, 8], "hieratok-latent-all": [85, 6]}
     assert (out / "loss_curves.png").stat().st_size > 0 and "| hieratok-latent-all |" in (out / "report.md").read_text()
+
+
+def test_each_arm_runs_on_every_tokenizer_seed_and_quick_takes_the_first(tmp_path):
+    from cluster.generator_ablation import load_generator_ablation
+
+    tokenizers = tmp_path / "tokenizer_ablation"
+    tokenizers.mkdir()
+    (tokenizers / "results.json").write_text(json.dumps({"arms": {"a": {}, "b": {}}, "protocol": {"data": "x"}}))
+    spec_file = tmp_path / "gen.yaml"
+    spec_file.write_text(f"task: generator\ntokenizers: {tokenizers}\nconfig: {REPO}/configs/generator/tiny.yaml\n"
+                         "tokenizer_seeds: [0, 2]\nseeds: [0, 1]\n")
+    spec = load_generator_ablation(spec_file)
+    assert spec.run_labels() == [(arm, f"tok{t}/seed{s}") for arm in "ab" for t in (0, 2) for s in (0, 1)]
+    assert spec.export_of("b", 2) == tokenizers / "runs" / "b" / "seed2" / "export"
+    assert spec.narrowed(True, None, None).run_labels() == [("a", "tok0/seed0"), ("b", "tok0/seed0")]
+    # the old single-seed key is named, not silently ignored
+    spec_file.write_text(spec_file.read_text().replace("tokenizer_seeds: [0, 2]", "tokenizer_seed: 1"))
+    with pytest.raises(ConfigError, match="tokenizer_seed"):
+        load_generator_ablation(spec_file)

@@ -36,10 +36,10 @@ def final_loss(curve: list[tuple[int, float]], window: int) -> float:
     return smoothed(curve, window)[-1][1]
 
 
-def convergence_table(curves: dict[str, dict[int, list]], reference: str, window: int,
+def convergence_table(curves: dict[str, dict[int | str, list]], reference: str, window: int,
                       target: float | None = None) -> dict:
-    """curves: {arm: {seed: [(step, loss)]}}. The target, unless given, is the highest final smoothed
-    loss over all runs: the loss every run reaches. Per arm: steps to reach it per seed, their mean, and
+    """curves: {arm: {run: [(step, loss)]}}, a run a seed or a label. The target, unless given, is the highest
+    final smoothed loss over all runs: the loss every run reaches. Per arm: steps to reach it per run, their mean, and
     speed-up = reference mean steps / arm mean steps (> 1: the arm's generator converges faster)."""
     runs = [c for by_seed in curves.values() for c in by_seed.values() if c]
     if target is None:
@@ -68,7 +68,7 @@ def write_convergence_report(out: Path, curves: dict, table: dict, protocol: dic
         for seed, c in by_seed.items():
             if c:
                 s = smoothed(c, table["window"])
-                ax.plot([p for p, _ in s], [v for _, v in s], label=f"{arm} (seed {seed})")
+                ax.plot([p for p, _ in s], [v for _, v in s], label=f"{arm} ({seed})")
     ax.axhline(table["target_loss"], color="grey", linestyle="--", linewidth=1, label="target loss")
     ax.set_xlabel("generator step")
     ax.set_ylabel(f"flow-matching loss (mean of {table['window']} logged points)")
@@ -84,7 +84,7 @@ def write_convergence_report(out: Path, curves: dict, table: dict, protocol: dic
           f"The tiny generator, constant learning rate, the same budget and data order for every arm. "
           f"Target loss {table['target_loss']:.4f}: the highest final loss over all runs, so every run "
           f"reaches it. Speed-up: the reference arm's ({table['reference_arm']}) steps over the arm's.\n",
-          "| arm | steps to target (per seed) | mean steps | speed-up vs reference | final loss |",
+          "| arm | steps to target (per run) | mean steps | speed-up vs reference | final loss |",
           "|---|---|---|---|---|"]
     for arm, row in table["arms"].items():
         per_seed = ", ".join(f"{s}: {cell(v, 'd')}" for s, v in row["steps_to_target"].items())
