@@ -119,6 +119,9 @@ def load_generator_ablation(path: str | Path) -> GeneratorAblationSpec:
         except TypeError as e:
             raise ConfigError(f"generator ablation file {path}: '{key}': {e}") from None
     spec = GeneratorAblationSpec(**raw)
+    if not spec.tokenizer_seeds or not all(isinstance(t, int) for t in spec.tokenizer_seeds):
+        raise ConfigError(f"generator ablation file {path}: tokenizer_seeds must be a non-empty list of seeds "
+                          f"(the tokenizer ablation's), got {spec.tokenizer_seeds!r}")
     results = Path(spec.tokenizers) / "results.json"
     if not results.exists():
         raise ConfigError(f"generator ablation file {path}: tokenizers={spec.tokenizers} holds no results.json; "

@@ -79,6 +79,10 @@ def test_each_arm_runs_on_every_tokenizer_seed_and_quick_takes_the_first(tmp_pat
     assert spec.run_labels() == [(arm, f"tok{t}/seed{s}") for arm in "ab" for t in (0, 2) for s in (0, 1)]
     assert spec.export_of("b", 2) == tokenizers / "runs" / "b" / "seed2" / "export"
     assert spec.narrowed(True, None, None).run_labels() == [("a", "tok0/seed0"), ("b", "tok0/seed0")]
+    spec_file.write_text(spec_file.read_text().replace("tokenizer_seeds: [0, 2]", "tokenizer_seeds: []"))
+    with pytest.raises(ConfigError, match="tokenizer_seeds must be a non-empty list"):
+        load_generator_ablation(spec_file)
+    spec_file.write_text(spec_file.read_text().replace("tokenizer_seeds: []", "tokenizer_seeds: [0, 2]"))
     # the old single-seed key is named, not silently ignored
     spec_file.write_text(spec_file.read_text().replace("tokenizer_seeds: [0, 2]", "tokenizer_seed: 1"))
     with pytest.raises(ConfigError, match="tokenizer_seed"):
