@@ -13,7 +13,7 @@ from train_runs import REPO, HeldRun, env, keys_by_step, latest_step, run_train,
 from hieratok.metrics_file import read_records
 
 BUCKET, PREFIX = "hieratok-dies", "emb"
-TIMEOUT_S = 30
+TIMEOUT_S = 15
 
 
 def _free_port() -> int:
@@ -58,7 +58,7 @@ def test_a_dying_endpoint_is_one_line_with_the_finished_steps_saved(tmp_path, mo
     # 230 training images: 28 steps an epoch at batch 8, so 20 steps never come back to a shard already read
     # no periodic checkpoints: the one written when the data fails is what the resume starts from.
     # A dead endpoint may surface only as no batch within data.timeout_s (below), so the test waits that
-    # long: 30 s, where a healthy batch from the local server takes well under a second
+    # long: 15 s, where a healthy batch from the local server takes well under a second
     overrides = tiny_overrides(url, **{"data.cache_dir": str(tmp_path / "cache"), "data.timeout_s": TIMEOUT_S})
     server = _s3_with_data(port)
     try:
