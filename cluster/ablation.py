@@ -33,8 +33,13 @@ class AblationOutcome:
     failed: list[str]
 
 
-def run_dir_of(out: Path, arm: str, seed: int) -> Path:
-    return out / "runs" / arm / f"seed{seed}"
+def run_dir_of(out: Path, arm: str, seed: int | str) -> Path:
+    """OUT/runs/ARM/seedS; a run labelled by a string instead of a seed ("tok1/seed0") is OUT/runs/ARM/LABEL."""
+    return out / "runs" / arm / _run_folder(seed)
+
+
+def _run_folder(seed: int | str) -> str:
+    return seed if isinstance(seed, str) else f"seed{seed}"
 
 
 def prepare_data(spec: AblationSpec, out: Path) -> str:
@@ -129,10 +134,6 @@ def run_grid(trainable, resources: dict, runs: list[tuple[str, int | str]], max_
     grid = tuner.fit()
     return [f"{r.config['run']['arm']}/{_run_folder(r.config['run']['seed'])}: {r.error}"
             for r in grid if r.error is not None]
-
-
-def _run_folder(seed: int | str) -> str:
-    return seed if isinstance(seed, str) else f"seed{seed}"
 
 
 def runs_done_bar(total: int, name: str, file=None):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,12 +131,12 @@ def load_generator_ablation(path: str | Path) -> GeneratorAblationSpec:
     return spec
 
 
-def _encode_caches(spec: GeneratorAblationSpec, out: Path) -> dict[str, str]:
-    """{"ARM/tokT": cache}: each arm's train split encoded by its seed-T tokenizer, once."""
+def _encode_caches(spec: GeneratorAblationSpec, out: Path) -> dict[str, dict[int, str]]:
+    """{ARM: {T: cache}}: each arm's train split encoded by its seed-T tokenizer, once."""
     from hieratok.generator.latent_cache import encode_dataset
 
     data = json.loads((Path(spec.tokenizers) / "results.json").read_text())["protocol"]["data"]
-    caches = {}
+    caches = {arm: {} for arm in spec.arms}
     for arm in spec.arms:
         for t in spec.tokenizer_seeds:
             export = spec.export_of(arm, t)
@@ -144,7 +145,7 @@ def _encode_caches(spec: GeneratorAblationSpec, out: Path) -> dict[str, str]:
             cache = out / "caches" / arm / f"tok{t}"
             if not (cache / "latent_stats.json").exists():
                 encode_dataset(str(export), data, str(cache), flip=True, split="train", num_workers=0)
-            caches[f"{arm}/tok{t}"] = str(cache)
+            caches[arm][t] = str(cache)
     return caches
 
 
@@ -153,14 +154,14 @@ def train_one(params: dict, spec: GeneratorAblationSpec, out: str, caches: dict)
     import torch
 
     arm, run = params["run"]["arm"], params["run"]["seed"]
-    tok, seed = (int(part.removeprefix(prefix)) for part, prefix in zip(run.split("/"), ("tok", "seed")))
-    run_dir = Path(out) / "runs" / arm / run
+    tok, seed = map(int, re.fullmatch(r"tok(\d+)/seed(\d+)", run).groups())  # run_labels' form
+    run_dir = run_dir_of(Path(out), arm, run)
     if (run_dir / DONE).exists():
         return
     torch.set_num_threads(max(1, int(spec.runs.cpus_per_worker)))
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    config = spec.run_config(arm, tok, seed, caches[f"{arm}/tok{tok}"])
+    config = spec.run_config(arm, tok, seed, caches[arm][tok])
     train_in_process(spec.train_fn, OmegaConf.to_container(config, resolve=True), str(run_dir))
     (run_dir / DONE).write_text(json.dumps({"train_seconds": time.perf_counter() - t0}))
 
@@ -183,7 +184,7 @@ def run_generator_ablation(spec: GeneratorAblationSpec, out: str | Path, *, quic
     failed = run_grid(trainable, resources, runs, spec.runs.max_concurrent, out, "generator-ablation", address)
     curves = {arm: {} for arm in spec.arms}
     for arm, run in runs:
-        run_dir = out / "runs" / arm / run
+        run_dir = run_dir_of(out, arm, run)
         curves[arm][run] = read_curve(run_dir) if (run_dir / DONE).exists() else []
     table = convergence_table(curves, spec.arms[0], spec.smoothing_window, spec.target_loss)
     protocol = {"tokenizers": spec.tokenizers, "tokenizer_seeds": spec.tokenizer_seeds,

@@ -73,17 +73,17 @@ def test_each_arm_runs_on_every_tokenizer_seed_and_quick_takes_the_first(tmp_pat
     tokenizers.mkdir()
     (tokenizers / "results.json").write_text(json.dumps({"arms": {"a": {}, "b": {}}, "protocol": {"data": "x"}}))
     spec_file = tmp_path / "gen.yaml"
-    spec_file.write_text(f"task: generator\ntokenizers: {tokenizers}\nconfig: {REPO}/configs/generator/tiny.yaml\n"
-                         "tokenizer_seeds: [0, 2]\nseeds: [0, 1]\n")
-    spec = load_generator_ablation(spec_file)
+
+    def load(seeds_line: str):
+        spec_file.write_text(f"task: generator\ntokenizers: {tokenizers}\nconfig: {REPO}/configs/generator/tiny.yaml\n"
+                             f"{seeds_line}\nseeds: [0, 1]\n")
+        return load_generator_ablation(spec_file)
+
+    spec = load("tokenizer_seeds: [0, 2]")
     assert spec.run_labels() == [(arm, f"tok{t}/seed{s}") for arm in "ab" for t in (0, 2) for s in (0, 1)]
     assert spec.export_of("b", 2) == tokenizers / "runs" / "b" / "seed2" / "export"
     assert spec.narrowed(True, None, None).run_labels() == [("a", "tok0/seed0"), ("b", "tok0/seed0")]
-    spec_file.write_text(spec_file.read_text().replace("tokenizer_seeds: [0, 2]", "tokenizer_seeds: []"))
     with pytest.raises(ConfigError, match="tokenizer_seeds must be a non-empty list"):
-        load_generator_ablation(spec_file)
-    spec_file.write_text(spec_file.read_text().replace("tokenizer_seeds: []", "tokenizer_seeds: [0, 2]"))
-    # the old single-seed key is named, not silently ignored
-    spec_file.write_text(spec_file.read_text().replace("tokenizer_seeds: [0, 2]", "tokenizer_seed: 1"))
-    with pytest.raises(ConfigError, match="tokenizer_seed"):
-        load_generator_ablation(spec_file)
+        load("tokenizer_seeds: []")
+    with pytest.raises(ConfigError, match="tokenizer_seed"):  # the old single-seed key is named, not ignored
+        load("tokenizer_seed: 1")
