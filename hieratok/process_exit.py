@@ -7,7 +7,9 @@ C++ object that owns a still-joinable std::thread is freed while the modules are
 point the checkpoint is saved and every line printed, but SLURM records the job as FAILED and
 torchrun reports a failed rank. So the command ends as Python's own exit would, in the same order,
 and leaves out only the teardown:
-  1. wait for the non-daemon threads (as Python does before anything else),
+  1. threading's own shutdown, as Python does before anything else: the callbacks registered with
+     threading._register_atexit (which tell idle ThreadPoolExecutor workers, such as the compile
+     pool that `train.compile` starts, to quit), then a wait for the non-daemon threads,
   2. run the atexit handlers: logging's flush, multiprocessing's stop of DataLoader workers,
      streaming's unlink of its shared memory, wandb's finish,
   3. flush stdout/stderr, then os._exit with the command's exit status.
@@ -32,10 +34,18 @@ def exit_status(code) -> int:
     return 1
 
 
-def exit_without_teardown(code) -> NoReturn:
-    for thread in threading.enumerate():
+def _join_threads() -> None:
+    shutdown = getattr(threading, "_shutdown", None)  # CPython's step 1 (private, present since 3.0)
+    if shutdown is not None:
+        shutdown()
+        return
+    for thread in threading.enumerate():  # without the executors' wake-up, an idle worker would block forever
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
+
+
+def exit_without_teardown(code) -> NoReturn:
+    _join_threads()
     atexit._run_exitfuncs()  # noqa: SLF001 - CPython's own step 2 of its exit; public since 2.x, undocumented
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -1,6 +1,6 @@
 """The `hieratok` command ends without the interpreter's teardown, yet loses nothing Python's own exit
-would keep: non-daemon threads finish, atexit handlers run, buffered output is written, and the exit
-status is what sys.exit would give."""
+would keep: non-daemon threads finish (idle executor workers are told to quit, not waited on forever),
+atexit handlers run, buffered output is written, and the exit status is what sys.exit would give."""
 import subprocess
 import sys
 import textwrap
@@ -18,6 +18,10 @@ PROGRAM = textwrap.dedent("""
         time.sleep(0.3)  # still running when the exit starts
         (out / "thread").write_text("done")
     threading.Thread(target=late_writer).start()
+    # an idle pool worker (torch.compile's, for one) waits for work until threading's shutdown wakes it
+    from concurrent.futures import ThreadPoolExecutor
+    pool = ThreadPoolExecutor(2)  # kept alive, as a library's global pool is
+    pool.submit(lambda: None).result()
     sys.stdout.write("buffered, no newline")  # a pipe: block-buffered until flushed
     exit_without_teardown(eval(sys.argv[2]))
 """)

@@ -30,6 +30,9 @@ class TrainConfig:
     # end this invocation after this step, with a checkpoint, as a preemption would (time-boxed jobs)
     stop_at_step: int | None = None
     compile: bool = False
+    # torch.compile's backend for `compile`: inductor (kernels), or aot_eager / eager to find a tracing
+    # problem without the kernel compiler (as torchtitan's compile.backend)
+    compile_backend: str = "inductor"
     activation_checkpointing: bool = False
 
 

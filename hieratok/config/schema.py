@@ -58,6 +58,7 @@ def validate(cfg: DictConfig) -> None:
     _one_of("data.format", cfg.data.format, ("mds", "wds", "latent"))
     t = cfg.train
     _one_of("train.decay_type", t.decay_type, ("cosine", "linear"))
+    _one_of("train.compile_backend", t.compile_backend, ("inductor", "aot_eager", "eager"))
     if t.decay_ratio is not None and not 0 < t.decay_ratio <= 1:
         raise ConfigError(f"train.decay_ratio ({t.decay_ratio}) must lie in (0, 1], or be null to decay after warm-up")
     if t.global_batch_size % t.micro_batch_size:

@@ -17,13 +17,18 @@ import torch.distributed as dist
 import torch.nn as nn
 
 
-def compile_blocks(task, model: nn.Module, cfg) -> None:
+def compile_blocks(task, model: nn.Module, cfg, forward_only: bool = False) -> None:
     """`train.compile`: torch.compile each repeated block before any wrapping or sharding, as torchtitan
     does, so that FSDP2's and DDP's hooks stay outside the compiled regions and the blocks, which share
-    their code, compile once."""
-    if cfg.train.compile:
-        for block in task.block_modules(model):
-            block.compile()
+    their code, compile once. `forward_only` compiles the blocks' forward and leaves their module hooks
+    out of the compiled region (DeepSpeed ZeRO-3's, whose per-module ids make Dynamo recompile per block)."""
+    if not cfg.train.compile:
+        return
+    for block in task.block_modules(model):
+        if forward_only:
+            block.forward = torch.compile(block.forward, backend=cfg.train.compile_backend)
+        else:
+            block.compile(backend=cfg.train.compile_backend)
 
 
 class AuxModels:

@@ -99,7 +99,14 @@ class DeepSpeedBackend(Backend):
         super().__init__(cfg, info)
         self.task = task
         self.zero3 = cfg.dist.zero_stage == 3
-        compile_blocks(task, model, cfg)
+        if self.zero3 and cfg.train.compile:
+            # ZeRO-3 hooks every submodule to gather its weights; inside a compiled block Dynamo traces those
+            # hooks and recompiles per module. As leaves, the blocks gather all their weights at entry (as
+            # FSDP2 does per block) and their compiled forward holds no hook.
+            from deepspeed.utils import set_z3_leaf_modules
+
+            set_z3_leaf_modules(model, list({type(b) for b in task.block_modules(model)}))
+        compile_blocks(task, model, cfg, forward_only=self.zero3)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=model.to(info.device),
             model_parameters=param_groups(model, cfg.train.weight_decay),
