@@ -20,6 +20,8 @@ Sections, in the order they run (the long tokenizer sweep last, one process befo
              every logged loss and every exported weight must be equal
   generator  `hieratok train` of the generator on the latent cache, measured as the tokenizer runs are;
              then Heun sampling + tokenizer decode of its export (sampling)
+  variants   the same runs under DDP with `train.compile` (per-block; inductor on CUDA, aot_eager with --cpu)
+             for HieraTok and ViTok, and with `train.activation_checkpointing` for HieraTok
   tokenizer  `hieratok train` runs (bench/gpu_check_train.py: the CLI plus timing, peak memory and host-sync
              counts), HieraTok and ViTok alternately, for each backend and process count
 """
@@ -47,7 +49,8 @@ sys.path[:0] = [str(REPO), str(BENCH)]
 import fid_scaling  # noqa: E402  (the other benchmarks' helpers)
 import generator_step  # noqa: E402
 import model_step  # noqa: E402
-from gpu_check_train import backend_overrides, measured_train, progress, resume_round_trip, run_overrides  # noqa: E402
+from gpu_check_train import (measured_train, mfu, progress, resume_round_trip, run_overrides,  # noqa: E402
+                             tokenizer_runs, variant_runs)
 from hieratok.config.loader import load_config  # noqa: E402
 
 H200_BF16_DENSE_TFLOPS = 989.0
@@ -57,13 +60,15 @@ MODES = {
     "gpu": SimpleNamespace(hieratok="hieratok_s_b16", vitok="vitok_s_b16", generator="lightningdit_b", micro=32,
                            gen_micro=128, images=4096, window_s=3.0, warmup=3, calib=3, sync_steps=3,
                            backends=BACKENDS, sample_batch=32, sample_steps=50, fid_images=1024, fid_batch=128,
-                           fid_size=256, resume_steps=3, resume_micro=8, run_timeout_s=300),
+                           fid_size=256, resume_steps=3, resume_micro=8, run_timeout_s=300,
+                           compile_backend="inductor"),
     "cpu": SimpleNamespace(hieratok="tiny_hieratok", vitok="tiny_single", generator="tiny", micro=16, gen_micro=16,
                            images=128, window_s=1.0, warmup=2, calib=2, sync_steps=0,
                            backends=("ddp", "fsdp", "deepspeed_zero2"), sample_batch=4, sample_steps=4, fid_images=8,
-                           fid_batch=4, fid_size=32, resume_steps=3, resume_micro=8, run_timeout_s=300),
+                           fid_batch=4, fid_size=32, resume_steps=3, resume_micro=8, run_timeout_s=300,
+                           compile_backend="aot_eager"),  # inductor's gcc costs ~50 s a cold run on 2 cores
 }
-SECTIONS = ("flops", "attention", "fid", "resume", "generator", "sampling", "tokenizer")  # data always runs
+SECTIONS = ("flops", "attention", "fid", "resume", "generator", "sampling", "variants", "tokenizer")  # data always runs
 # two identical bf16 runs on an H200 differed by 2.7e-5 in a logged loss before any resume (deterministic algorithms
 # on, warn_only: SDPA's backward and some reductions have no deterministic CUDA kernel); resuming must add nothing more
 CUDA_RESUME_TOLERANCE = 1e-4
@@ -148,12 +153,6 @@ def count_flops(m, device: torch.device, bf16: bool) -> dict:
     return out
 
 
-def mfu(flops_per_image: float | None, images_per_s: float, procs: int, peak_tflops: float | None):
-    if flops_per_image is None or peak_tflops is None:
-        return None
-    return flops_per_image * images_per_s / (procs * peak_tflops * 1e12)
-
-
 # --- attention kernels -------------------------------------------------------------------------
 def attention_kernels(m, device: torch.device, bf16: bool, window_s: float) -> dict:
     from hieratok.nn.attention import build_layout, flex_attention_available
@@ -190,30 +189,6 @@ def attention_kernels(m, device: torch.device, bf16: bool, window_s: float) -> d
     return {"preset": m.hieratok, "tokens_per_scale": tokens, "batch": m.micro, "heads": heads, "head_dim": dim,
             "dtype": str(dtype).removeprefix("torch."), "fwd_bwd_ms": times, "unavailable": unavailable,
             "max_abs_diff_vs_mask": diffs, "auto_picks": picks, "fastest": fastest, "auto_is_fastest": picks == fastest}
-
-
-# --- training runs -----------------------------------------------------------------------------
-def tokenizer_runs(ctx, m, args, report: Report) -> dict:
-    out = {}
-    for procs in args.procs:  # one process first: a deadline cuts the 2-process runs first
-        for label in args.backends:
-            pair = {}
-            for key in ("hieratok", "vitok"):  # alternately: drift in machine load hits both alike
-                name = f"tokenizer {key} {label} {procs}proc"
-                run_dir = ctx.work / f"tok_{key}_{label}_{procs}p"
-                overrides = run_overrides(ctx.data, m.micro, procs, ctx.workers(procs), ctx.precision)
-                overrides += [*backend_overrides(label), "loss.lpips.weight=0", "loss.gan.weight=0"]
-                r = report.attempt(name, measured_train, name, f"configs/tokenizer/{getattr(m, key)}.yaml", run_dir,
-                                   overrides, procs, m, args)
-                if r is not None:
-                    r["mfu"] = mfu((ctx.flops or {}).get(f"{key}_per_image"), r["images_per_s"], procs, ctx.peak)
-                pair[key] = r
-                shutil.rmtree(run_dir, ignore_errors=True)  # S-B/16 checkpoints take gigabytes
-            both = pair["hieratok"] and pair["vitok"]
-            pair["hieratok_over_vitok_step_time"] = (pair["hieratok"]["step_ms"] / pair["vitok"]["step_ms"]
-                                                     if both else None)
-            out.setdefault(label, {})[f"{procs}proc"] = pair
-    return out
 
 
 def generator_config(m, extra: list[str]):
@@ -356,11 +331,11 @@ def main(argv=None) -> int:
     ctx.work, ctx.gen_run = work, work / "generator"
     report, bf16, window = Report(t_start + args.deadline_s), not args.cpu, args.window_s or m.window_s
     args.end_by = t_start + args.deadline_s + RUN_GRACE_S
-    tokenizer = generator = samples = resume = attention = fid = None
+    tokenizer = variants = generator = samples = resume = attention = fid = None
     only = set(args.only)
     try:  # cheap sections and the correctness check first, the long tokenizer sweep last (a deadline cuts it)
         report.attempt("data", prepare, ctx, m)
-        if "flops" in only or "tokenizer" in only or "generator" in only:  # MFU needs the FLOP counts
+        if only & {"flops", "tokenizer", "variants", "generator"}:  # MFU needs the FLOP counts
             ctx.flops = report.attempt("flops", count_flops, m, device, bf16)
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -377,6 +352,8 @@ def main(argv=None) -> int:
                 generator = report.attempt("generator", generator_run, ctx, m, args)
             if "sampling" in only and generator:
                 samples = report.attempt("sampling", sampling, ctx, m, args)
+            if "variants" in only:
+                variants = variant_runs(ctx, m, args, report)
             if "tokenizer" in only:
                 tokenizer = tokenizer_runs(ctx, m, args, report)
     finally:
@@ -395,7 +372,7 @@ def main(argv=None) -> int:
                              "sees CUDA synchronisations)"),
         "flops": ctx.flops, "attention": attention,
         "tokenizer": {"presets": {"hieratok": m.hieratok, "vitok": m.vitok}, "micro_batch_per_process": m.micro,
-                      "losses": "l1 + mse + kl (lpips and gan off)", "runs": tokenizer},
+                      "losses": "l1 + mse + kl (lpips and gan off)", "runs": tokenizer, "variants": variants},
         "generator": generator, "sampling": samples, "fid_features": fid, "resume": resume,
         "sections": args.only, "section_seconds": report.seconds, "wall_s": time.perf_counter() - t_start,
         "failed": report.failed,

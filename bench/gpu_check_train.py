@@ -238,6 +238,55 @@ def measured_train(name: str, config: str, run_dir: Path, overrides: list[str], 
     return out
 
 
+def mfu(flops_per_image: float | None, images_per_s: float, procs: int, peak_tflops: float | None):
+    if flops_per_image is None or peak_tflops is None:
+        return None
+    return flops_per_image * images_per_s / (procs * peak_tflops * 1e12)
+
+
+def _measured_runs(ctx, m, args, report, label: str, procs: int, extra: list[str], keys=("hieratok", "vitok")) -> dict:
+    """The tokenizer presets in turn (alternately: drift in machine load hits both alike), L1 + MSE + KL."""
+    out = {}
+    for key in keys:
+        name = f"tokenizer {key} {label} {procs}proc"
+        run_dir = ctx.work / f"tok_{key}_{label}_{procs}p"
+        overrides = run_overrides(ctx.data, m.micro, procs, ctx.workers(procs), ctx.precision)
+        overrides += [*extra, "loss.lpips.weight=0", "loss.gan.weight=0"]
+        r = report.attempt(name, measured_train, name, f"configs/tokenizer/{getattr(m, key)}.yaml", run_dir,
+                           overrides, procs, m, args)
+        if r is not None:
+            r["mfu"] = mfu((ctx.flops or {}).get(f"{key}_per_image"), r["images_per_s"], procs, ctx.peak)
+        out[key] = r
+        shutil.rmtree(run_dir, ignore_errors=True)  # S-B/16 checkpoints take gigabytes
+    if len(keys) == 2:
+        both = out["hieratok"] and out["vitok"]
+        out["hieratok_over_vitok_step_time"] = out["hieratok"]["step_ms"] / out["vitok"]["step_ms"] if both else None
+    return out
+
+
+def tokenizer_runs(ctx, m, args, report) -> dict:
+    """HieraTok and ViTok under each backend and process count (one process first: a deadline cuts the
+    2-process runs first)."""
+    out = {}
+    for procs in args.procs:
+        for label in args.backends:
+            out.setdefault(label, {})[f"{procs}proc"] = _measured_runs(ctx, m, args, report, label, procs,
+                                                                       backend_overrides(label))
+    return out
+
+
+def variant_runs(ctx, m, args, report) -> dict:
+    """The options that trade compile time or recomputation for speed or memory, one process under DDP:
+    `train.compile` (per-block, before wrapping) for both presets, and `train.activation_checkpointing`
+    for HieraTok; compare with the tokenizer section's eager DDP runs."""
+    compiled = _measured_runs(ctx, m, args, report, "ddp_compiled", 1, [
+        "dist.backend=ddp", "train.compile=true", f"train.compile_backend={m.compile_backend}"])
+    checkpointed = _measured_runs(ctx, m, args, report, "ddp_activation_checkpointing", 1, [
+        "dist.backend=ddp", "train.activation_checkpointing=true"], keys=("hieratok",))
+    return {"compile": {"backend": m.compile_backend, "warmup_steps_include_compilation": True, **compiled},
+            "activation_checkpointing": checkpointed}
+
+
 def resume_round_trip(ctx, m, args) -> dict:
     from safetensors.torch import load_file
 

@@ -82,6 +82,18 @@ def embedded_wds(tmp_path_factory):
     return _prepare_embedded(tmp_path_factory, "wds")
 
 
+# --- training: the 1-process reference run that the backend, compile and resume comparisons equal
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, embedded_mds):
+    """20 steps of tests/train_runs.py's tiny_overrides in one process: micro-batch 4, 2 accumulation steps
+    (global batch 8)."""
+    from train_runs import run_train, tiny_overrides
+
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    run_train(run_dir, tiny_overrides(embedded_mds))
+    return run_dir
+
+
 # --- generator: a tiny tokenizer export (random init: the plumbing, not its quality, is under test)
 # and the latent cache it makes of embedded_mds/train (144 images + their mirrors)
 @pytest.fixture(scope="session")

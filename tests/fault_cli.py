@@ -25,7 +25,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import sys
 import time
 
 from hieratok.cli import entry

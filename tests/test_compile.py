@@ -7,7 +7,7 @@ break on hooks, graph breaks and recompiles, without the kernel generation (benc
 inductor on CUDA)."""
 import pytest
 
-from test_train_equivalence import assert_same_training, reference_run  # noqa: F401 - the shared fixture
+from test_train_equivalence import assert_same_training
 from train_runs import run_train, tiny_overrides
 
 COMPILE = {"train.compile": "true", "train.compile_backend": "aot_eager"}
@@ -17,7 +17,7 @@ RECOMPILE_LIMIT = "recompile_limit"
 
 @pytest.mark.parametrize("backend", [{"dist.backend": "ddp"}, {"dist.backend": "deepspeed", "dist.zero_stage": 3}],
                          ids=["ddp", "deepspeed_zero3"])
-def test_compiled_blocks_train_as_eager(tmp_path, reference_run, embedded_mds, backend):  # noqa: F811
+def test_compiled_blocks_train_as_eager(tmp_path, reference_run, embedded_mds, backend):
     run_dir = tmp_path / "run"
     proc = run_train(run_dir, tiny_overrides(embedded_mds, **COMPILE, **backend), timeout=300)
     assert RECOMPILE_LIMIT not in proc.stderr, proc.stderr[-3000:]

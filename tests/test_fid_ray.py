@@ -2,7 +2,6 @@
 `hieratok fid --ray-workers`. (2 actors equal to one process: tests/test_ray_multinode.py, on 2 nodes.)"""
 import json
 
-import numpy as np
 import pytest
 import torch
 

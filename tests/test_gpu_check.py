@@ -68,6 +68,13 @@ def test_gpu_check_cpu_runs_every_section_and_prints_one_json_line(tmp_path):
         _check_run(pair["hieratok"], f"{backend} hieratok")
         _check_run(pair["vitok"], f"{backend} vitok")
         assert pair["hieratok_over_vitok_step_time"] > 0
+    compiled, checkpointed = tok["variants"]["compile"], tok["variants"]["activation_checkpointing"]
+    assert compiled["backend"] == "aot_eager"  # inductor's gcc is left to CUDA runs (tests/test_compile.py)
+    _check_run(compiled["hieratok"], "compiled hieratok")
+    _check_run(compiled["vitok"], "compiled vitok")
+    assert compiled["hieratok_over_vitok_step_time"] > 0
+    assert set(checkpointed) == {"hieratok"}
+    _check_run(checkpointed["hieratok"], "activation-checkpointed hieratok")
 
     gen = r["generator"]
     assert gen["preset"] == "tiny" and gen["procs"] == 1

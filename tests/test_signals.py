@@ -13,7 +13,6 @@ import textwrap
 
 import pytest
 
-from test_train_equivalence import reference_run  # noqa: F401 (fixture)
 from train_runs import REPO, HeldRun, assert_epoch_seen_once, env, latest_step, losses, metrics, run_train, tiny_overrides
 
 EXIT_BOUND_S = 120

@@ -9,14 +9,6 @@ from train_runs import exported, keys_by_step, losses, run_train, tiny_overrides
 LOSS_RTOL, WEIGHT_ATOL = 1e-5, 1e-5
 
 
-@pytest.fixture(scope="session")
-def reference_run(tmp_path_factory, embedded_mds):
-    """20 steps in one process: micro-batch 4, 2 accumulation steps (global batch 8)."""
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
-    run_train(run_dir, tiny_overrides(embedded_mds))
-    return run_dir
-
-
 def assert_same_training(run_dir, reference, loss_rtol=LOSS_RTOL, weight_atol=WEIGHT_ATOL):
     ref, got = losses(reference), losses(run_dir)
     assert len(got) == len(ref) == 20

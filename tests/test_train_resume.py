@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from test_train_equivalence import assert_same_training, reference_run  # noqa: F401 (fixture)
+from test_train_equivalence import assert_same_training
 from train_runs import (
     REPO,
     HeldRun,

@@ -3,8 +3,6 @@ code 2 and no traceback; HIERATOK_DEBUG=1 shows the traceback instead."""
 import subprocess
 import sys
 
-import pytest
-
 from hieratok.cli import main
 from train_runs import REPO, env
 
