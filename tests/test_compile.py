@@ -8,9 +8,13 @@ inductor on CUDA)."""
 import pytest
 
 from test_train_equivalence import assert_same_training
+from hieratok.metrics_file import read_records
 from train_runs import run_train, tiny_overrides
 
-COMPILE = {"train.compile": "true", "train.compile_backend": "aot_eager"}
+# with an evaluation at steps 10 and 20: no-grad graphs beside the training ones (8 in all for the tiny
+# HieraTok, Dynamo's default limit per code object)
+COMPILE = {"train.compile": "true", "train.compile_backend": "aot_eager", "eval.every_steps": 10,
+           "eval.num_images": 16}
 # what Dynamo prints when it gives up on a function after recompiling it config.recompile_limit times
 RECOMPILE_LIMIT = "recompile_limit"
 
@@ -22,3 +26,5 @@ def test_compiled_blocks_train_as_eager(tmp_path, reference_run, embedded_mds, b
     proc = run_train(run_dir, tiny_overrides(embedded_mds, **COMPILE, **backend), timeout=300)
     assert RECOMPILE_LIMIT not in proc.stderr, proc.stderr[-3000:]
     assert_same_training(run_dir, reference_run)
+    evaluated = [r for r in read_records(run_dir / "metrics.jsonl") if r.get("event") == "eval"]
+    assert [r["step"] for r in evaluated] == [10, 20]

@@ -16,19 +16,29 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+RECOMPILE_LIMIT = 32  # graphs per block class: block kinds x grad modes x input layouts, with room
+
 
 def compile_blocks(task, model: nn.Module, cfg, forward_only: bool = False) -> None:
     """`train.compile`: torch.compile each repeated block before any wrapping or sharding, as torchtitan
     does, so that FSDP2's and DDP's hooks stay outside the compiled regions and the blocks, which share
     their code, compile once. `forward_only` compiles the blocks' forward and leaves their module hooks
-    out of the compiled region (DeepSpeed ZeRO-3's, whose per-module ids make Dynamo recompile per block)."""
+    out of the compiled region (DeepSpeed ZeRO-3's, whose per-module ids make Dynamo recompile per block).
+
+    Shapes are static: a HieraTok stack has three kinds of block (grid, scale-causal, finest queries),
+    each one graph per grad mode (training, evaluation), so the default limit of 8 graphs per code
+    object is already met by the tiny presets; past it Dynamo falls back to eager for good."""
     if not cfg.train.compile:
         return
+    import torch._dynamo.config as dynamo_config
+
+    limit = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+    setattr(dynamo_config, limit, max(getattr(dynamo_config, limit), RECOMPILE_LIMIT))
     for block in task.block_modules(model):
         if forward_only:
-            block.forward = torch.compile(block.forward, backend=cfg.train.compile_backend)
+            block.forward = torch.compile(block.forward, backend=cfg.train.compile_backend, dynamic=False)
         else:
-            block.compile(backend=cfg.train.compile_backend)
+            block.compile(backend=cfg.train.compile_backend, dynamic=False)
 
 
 class AuxModels:
