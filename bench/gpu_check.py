@@ -24,6 +24,8 @@ Sections, in the order they run (the long tokenizer sweep last, one process befo
              for HieraTok and ViTok, and with `train.activation_checkpointing` for HieraTok
   tokenizer  `hieratok train` runs (bench/gpu_check_train.py: the CLI plus timing, peak memory and host-sync
              counts), HieraTok and ViTok alternately, for each backend and process count
+Each training run ends with a few profiled steps (bench/gpu_check_profile.py): the device's busy fraction,
+its top kernels and the host's top operators, under "profile".
 """
 from __future__ import annotations
 
@@ -59,11 +61,12 @@ BACKENDS = ("ddp", "fsdp", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero
 MODES = {
     "gpu": SimpleNamespace(hieratok="hieratok_s_b16", vitok="vitok_s_b16", generator="lightningdit_b", micro=32,
                            gen_micro=128, images=4096, window_s=3.0, warmup=3, calib=3, sync_steps=3,
+                           profile_steps=3,
                            backends=BACKENDS, sample_batch=32, sample_steps=50, fid_images=1024, fid_batch=128,
                            fid_size=256, resume_steps=3, resume_micro=8, run_timeout_s=300,
                            compile_backend="inductor"),
     "cpu": SimpleNamespace(hieratok="tiny_hieratok", vitok="tiny_single", generator="tiny", micro=16, gen_micro=16,
-                           images=128, window_s=1.0, warmup=2, calib=2, sync_steps=0,
+                           images=128, window_s=1.0, warmup=2, calib=2, sync_steps=0, profile_steps=2,
                            backends=("ddp", "fsdp", "deepspeed_zero2"), sample_batch=4, sample_steps=4, fid_images=8,
                            fid_batch=4, fid_size=32, resume_steps=3, resume_micro=8, run_timeout_s=300,
                            compile_backend="aot_eager"),  # inductor's gcc costs ~50 s a cold run on 2 cores

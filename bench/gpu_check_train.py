@@ -9,7 +9,9 @@ the training loop carries a bench hook:
     GPU_CHECK_CALIB=3           timed steps whose mean sizes the timed window ...
     GPU_CHECK_WINDOW_S=3        ... to about this many seconds (all ranks agree on the step count)
     GPU_CHECK_SYNC_STEPS=3      then this many steps (non-logging) under torch.cuda.set_sync_debug_mode("warn"),
-                                counting the host syncs (CUDA only); one more (logging) step ends the run
+                                counting the host syncs (CUDA only)
+    GPU_CHECK_PROFILE_STEPS=3   then this many steps under torch.profiler (bench/gpu_check_profile.py);
+                                one more (logging) step ends the run
     GPU_CHECK_DETERMINISTIC=1   torch.use_deterministic_algorithms(True, warn_only=True) (the resume round trip)
 
 Timing: the device is synchronised at the window's borders only; images/s = global batch x timed steps /
@@ -58,12 +60,16 @@ class Probe:
         self.calib = max(1, _env_int("GPU_CHECK_CALIB", 3))
         self.window_s = float(os.environ.get("GPU_CHECK_WINDOW_S", 3.0))
         self.sync_steps = _env_int("GPU_CHECK_SYNC_STEPS", 3)
+        self.profile_steps = _env_int("GPU_CHECK_PROFILE_STEPS", 0)
         self.timed_end: int | None = None
         self.counted: range = range(0)
+        self.profiled: range = range(0)
+        self.profiler = None
         self.timing, self.t0, self.data_wait = False, 0.0, 0.0
         self.result: dict = {}
         self.syncs: list[int] = []
         self.sites: collections.Counter = collections.Counter()
+        self.profile: dict | None = None
 
     @staticmethod
     def _sync(loop) -> None:
@@ -81,8 +87,16 @@ class Probe:
         return int(t.item())
 
     def step(self, fn, loop, step: int):
+        if self.profiled and step == self.profiled.start:
+            from gpu_check_profile import StepProfile
+
+            self.profiler = StepProfile(loop.info.device)
+            self.profiler.start()
         count = step in self.counted and loop.info.device.type == "cuda" and not loop.monitor.should_log(step)
         out = self._counted(fn, loop, step) if count else fn(loop, step)
+        if self.profiler is not None and step == self.profiled[-1]:
+            self.profile = self.profiler.stop(len(self.profiled))
+            self.profiler = None
         self._after(loop, step)
         return out
 
@@ -114,7 +128,8 @@ class Probe:
             self.t0 += time.perf_counter() - paused  # the agreement is not a training step
             self.timed_end = step + more
             self.counted = range(self.timed_end + 1, self.timed_end + 1 + self.sync_steps)
-            loop.cfg.train.max_steps = self.timed_end + self.sync_steps + 1  # the last step logs
+            self.profiled = range(self.counted.stop, self.counted.stop + self.profile_steps)
+            loop.cfg.train.max_steps = self.profiled.stop  # the last step logs
         if step == self.timed_end:
             self._sync(loop)
             seconds = time.perf_counter() - self.t0
@@ -143,7 +158,7 @@ class Probe:
             return
         cuda = self.result["device"].startswith("cuda")
         self.result.update(host_syncs_per_step=self.syncs if cuda else None,
-                           host_sync_sites=dict(self.sites.most_common()) if cuda else None)
+                           host_sync_sites=dict(self.sites.most_common()) if cuda else None, profile=self.profile)
         rank = int(os.environ.get("RANK", "0"))
         Path(self.out).mkdir(parents=True, exist_ok=True)
         (Path(self.out) / f"rank{rank}.json").write_text(json.dumps(self.result))
@@ -215,7 +230,8 @@ def measured_train(name: str, config: str, run_dir: Path, overrides: list[str], 
     for stale in (run_dir, probe):  # a fresh run: a checkpoint left there would be resumed
         shutil.rmtree(stale, ignore_errors=True)
     env = {"GPU_CHECK_OUT": str(probe), "GPU_CHECK_WARMUP": str(m.warmup), "GPU_CHECK_CALIB": str(m.calib),
-           "GPU_CHECK_WINDOW_S": str(args.window_s or m.window_s), "GPU_CHECK_SYNC_STEPS": str(m.sync_steps)}
+           "GPU_CHECK_WINDOW_S": str(args.window_s or m.window_s), "GPU_CHECK_SYNC_STEPS": str(m.sync_steps),
+           "GPU_CHECK_PROFILE_STEPS": str(m.profile_steps)}
     train_process(name, config, run_dir, overrides, procs, env, run_timeout(m, args))
     ranks = [json.loads(p.read_text()) for p in sorted(probe.glob("rank*.json"))]
     if len(ranks) != procs:
@@ -230,7 +246,7 @@ def measured_train(name: str, config: str, run_dir: Path, overrides: list[str], 
            "data_wait_fraction": max(r["data_wait_fraction"] for r in ranks),
            "peak_memory_bytes": max(peaks) if peaks else None,
            "host_syncs_per_step": max(syncs) if syncs else None, "host_syncs_by_step": syncs,
-           "host_sync_sites": ranks[0]["host_sync_sites"]}
+           "host_sync_sites": ranks[0]["host_sync_sites"], "profile": ranks[0]["profile"]}
     if not args.cpu and out["precision"] != "bf16":  # the runs ask for `auto`: on CUDA it must keep bf16
         raise RuntimeError(f"{name}: dist.mixed_precision=auto ran as {out['precision']} on CUDA, not bf16")
     progress(f"{name}: {out['images_per_s']:.1f} images/s, {out['step_ms']:.1f} ms/step over {steps} steps, "

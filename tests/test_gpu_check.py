@@ -15,7 +15,8 @@ TOP_KEYS = {"device", "mode", "gpus_visible", "torch", "precision", "procs", "pe
             "host_syncs_basis", "flops", "attention", "tokenizer", "generator", "sampling", "fid_features",
             "resume", "sections", "section_seconds", "wall_s", "failed"}
 RUN_KEYS = {"images_per_s", "step_ms", "timed_steps", "global_batch", "precision", "data_wait_fraction",
-            "peak_memory_bytes", "host_syncs_per_step", "host_syncs_by_step", "host_sync_sites", "mfu"}
+            "peak_memory_bytes", "host_syncs_per_step", "host_syncs_by_step", "host_sync_sites", "mfu",
+            "profile"}
 
 
 def _env() -> dict:
@@ -30,6 +31,11 @@ def _check_run(run: dict, where: str) -> None:
     # CUDA-only figures: null on a CPU, never a made-up number
     assert run["peak_memory_bytes"] is None and run["host_syncs_per_step"] is None, where
     assert run["host_syncs_by_step"] is None and run["host_sync_sites"] is None and run["mfu"] is None, where
+    prof = run["profile"]  # the profiled steps after the timed window: host operators only on a CPU
+    assert prof["steps"] == 2 and prof["wall_ms_per_step"] > 0, where
+    assert prof["device_busy_fraction"] is None and prof["top_kernels"] is None, where
+    ops = prof["top_cpu_ops"]
+    assert any(op["name"].startswith("aten::") for op in ops) and all(op["self_ms_per_step"] >= 0 for op in ops), where
 
 
 @pytest.mark.timeout(900)
