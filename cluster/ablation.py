@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from cluster.ablation_spec import AblationSpec
 from cluster.sweep import connect, use_the_clusters_token
 from cluster.sweep_trial import train_in_process, train_with_ray_train
+from hieratok.metrics_file import train_seconds
 
 SCORES = "scores.json"
 EVAL_IMAGES = "eval_images.pt"
@@ -71,16 +72,13 @@ def run_one(params: dict, spec: AblationSpec, out: str, data_path: str, weights,
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "export" / "model.safetensors").exists():
         config = OmegaConf.to_container(spec.run_config(arm, seed, data_path), resolve=True)
-        t0 = time.perf_counter()
         if spec.workers == 1:
             train_in_process(spec.train_fn, config, str(run_dir))
         else:
             train_with_ray_train(spec, config, run_dir)
-        (run_dir / "train_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     images = torch.load(Path(out) / EVAL_IMAGES, weights_only=True)
     scores = score_tokenizer(run_dir / "export", images, list(spec.eval.metrics), weights, reference)
-    seconds = run_dir / "train_seconds.txt"
-    scores["train_seconds"] = float(seconds.read_text()) if seconds.exists() else None
+    scores["train_seconds"] = train_seconds(run_dir)  # summed over the trial's resumes, from metrics.jsonl
     tmp = scores_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(scores, indent=1))
     os.replace(tmp, scores_path)  # a scores.json is whole or absent

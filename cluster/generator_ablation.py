@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from cluster.spec_file import read_spec_file
 from cluster.sweep_trial import train_in_process
 from hieratok.config.errors import ConfigError
 from hieratok.config.loader import load_config, resolve_preset_path
+from hieratok.metrics_file import train_seconds
 
 DONE = "done.json"
 
@@ -160,10 +160,9 @@ def train_one(params: dict, spec: GeneratorAblationSpec, out: str, caches: dict)
         return
     torch.set_num_threads(max(1, int(spec.runs.cpus_per_worker)))
     run_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     config = spec.run_config(arm, tok, seed, caches[arm][tok])
     train_in_process(spec.train_fn, OmegaConf.to_container(config, resolve=True), str(run_dir))
-    (run_dir / DONE).write_text(json.dumps({"train_seconds": time.perf_counter() - t0}))
+    (run_dir / DONE).write_text(json.dumps({"train_seconds": train_seconds(run_dir)}))
 
 
 def run_generator_ablation(spec: GeneratorAblationSpec, out: str | Path, *, quick: bool = False,

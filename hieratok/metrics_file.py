@@ -65,6 +65,13 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+def train_seconds(run_dir: str | Path) -> float | None:
+    """The wall seconds a run trained for, summed over its resumes (its last log row's `train_seconds`;
+    None for a run from before that column)."""
+    rows = read_metrics(run_dir)
+    return rows[-1].get("train_seconds") if rows else None
+
+
 def read_records(path: str | Path) -> list[dict]:
     """Every complete record of a metrics.jsonl in file order, events included (a torn line skipped)."""
     return MetricsTail(path).read_new()

@@ -52,6 +52,7 @@ def test_quick_ablation_scores_every_run_and_a_rerun_finishes_only_the_unfinishe
         assert 5 < scores["psnr"] < 60 and 0 < scores["ssim"] <= 1 and scores["num_images"] == 16
         assert scores["rfid"] > 0 and scores["lpips"] > 0
         assert scores["train_flops_per_image"] > 0 and scores["latent_shape"] == [64, 8]
+        assert scores["train_seconds"] > 0  # from metrics.jsonl: a resumed trial's total, not its last part
     drop = {arm: a["seeds"]["0"]["mechanism"]["psnr_drop"] for arm, a in results["arms"].items()}
     assert drop["single-scale"] == 0.0 and drop["hieratok"] != 0.0  # no coarse tokens to zero in the baseline
     flops = {arm: a["mean"]["train_gflops_per_image"] for arm, a in results["arms"].items()}
@@ -82,7 +83,7 @@ def test_quick_ablation_scores_every_run_and_a_rerun_finishes_only_the_unfinishe
     events = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert any(e.get("event") == "resumed" and e["path"].endswith("step_00000002") for e in events)
     assert again["arms"]["single-scale"]["seeds"]["0"] == results["arms"]["single-scale"]["seeds"]["0"]
-    assert again["arms"]["hieratok"]["n"] == 1
+    assert again["arms"]["hieratok"]["n"] == 1 and again["arms"]["hieratok"]["seeds"]["0"]["train_seconds"] > 0
 
 
 def test_bad_ablation_files_name_the_problem(tmp_path):

@@ -52,6 +52,8 @@ def test_sigterm_then_resume_is_bit_exact(tmp_path, reference_run, embedded_mds)
     assert not (run_dir / "export").exists()
     run_train(run_dir, overrides)
     assert losses(run_dir) == losses(reference_run)  # identical, not close
+    seconds = [r["train_seconds"] for r in metrics(run_dir)]  # the resumed part counts on from the checkpoint's
+    assert all(later > earlier for earlier, later in zip(seconds, seconds[1:])), seconds
     a, b = exported(reference_run), exported(run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert_epoch_seen_once(run_dir)

@@ -56,6 +56,8 @@ class LoopState:
     samples_seen: int = 0
     nonfinite_total: int = 0
     nonfinite_in_a_row: int = 0
+    # wall seconds the run has trained for, summed over its resumes (work redone after a kill counts once)
+    train_seconds: float = 0.0
 
 
 class TrainLoop:
@@ -190,6 +192,7 @@ class TrainLoop:
     def run(self) -> TrainResult:
         t, st = self.cfg.train, self.state
         self._stop_requested = False
+        started, before = time.perf_counter(), st.train_seconds
         while st.step < t.max_steps:
             step = st.step + 1
             if self.info.world_size == 1:  # what a checkpoint of the last step holds, should this one be cut
@@ -199,10 +202,11 @@ class TrainLoop:
             except (WaitAbandoned, DataError) as e:
                 return self._leave_mid_step(e)
             st.step, st.samples_seen = step, st.samples_seen + t.global_batch_size
+            st.train_seconds = before + time.perf_counter() - started
             if self._step_was_bad:
                 self._on_nonfinite(step, scalars)
             if self.monitor.should_log(step):
-                self.monitor.log(step, st.samples_seen, scalars)
+                self.monitor.log(step, st.samples_seen, {**scalars, "train_seconds": st.train_seconds})
             self.monitor.advance(step)
             evaluated = self.periodic is not None and self.periodic.maybe_run(step, self.backend.model)
             # a signal during the evaluation or the checkpoint write: all ranks agree at once
