@@ -103,3 +103,30 @@ def test_gpu_check_without_cuda_asks_for_cpu():
     proc = subprocess.run([sys.executable, SCRIPT], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stdout == ""
     assert "--cpu" in proc.stderr
+
+
+def test_profile_summary_of_cuda_kernels_counts_overlaps_once():
+    """The CUDA branch of bench/gpu_check_profile.py, which a CPU run never reaches, on made-up events."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from gpu_check_profile import summarize
+
+    def event(name, start, end, device=DeviceType.CUDA):
+        span = SimpleNamespace(start=start, end=end, elapsed_us=lambda: end - start)
+        return SimpleNamespace(name=name, device_type=device, time_range=span)
+
+    # two steps in 1000 us of wall time: gemm [0,300) and [500,700); an all-reduce [250,400) overlapping
+    # the first gemm on another stream; a CPU event that is not a kernel
+    events = [event("gemm", 0, 300), event("gemm", 500, 700), event("nccl_allreduce", 250, 400),
+              event("aten::mm", 0, 900, DeviceType.CPU)]
+    cpu_op = SimpleNamespace(key="aten::mm", device_type=DeviceType.CPU, self_cpu_time_total=900.0, count=4)
+    prof = SimpleNamespace(events=lambda: events, key_averages=lambda: [cpu_op])
+    out = summarize(prof, wall_s=1e-3, steps=2, cuda=True)
+    assert out["device_busy_fraction"] == pytest.approx(0.6)  # the union [0,400) + [500,700), not 0.65
+    assert out["device_busy_ms_per_step"] == pytest.approx(0.3) and out["kernel_launches_per_step"] == 1.5
+    assert [k["name"] for k in out["top_kernels"]] == ["gemm", "nccl_allreduce"]
+    assert out["top_kernels"][0] == {"name": "gemm", "ms_per_step": pytest.approx(0.25), "per_step": 1.0}
+    assert out["top_cpu_ops"] == [{"name": "aten::mm", "self_ms_per_step": pytest.approx(0.45), "per_step": 2.0}]
