@@ -13,8 +13,9 @@ Sections, in the order they run (the long tokenizer sweep last, one process befo
              latent cache (bench/generator_step.py's `_prepare`)
   flops      one training step's forward+backward FLOPs on one micro-batch (FlopCounterMode), with
              `attention: sdpa` and SDPA's math backend so that only the scale-causal work is counted
-  attention  the scale-causal kernels (flex, sdpa = one SDPA per scale over its key prefix, dense mask) on
-             the multi-scale sequence, forward+backward, and which one `attention: auto` picks
+  attention  the scale-causal kernels (flex, sdpa = one SDPA per scale over its key prefix, split = the
+             finest queries unmasked + the coarse ones masked, dense mask) on the multi-scale sequence,
+             forward+backward, and which one `attention: auto` picks
   fid        torch-fidelity Inception feature extraction (test-made weights when no real ones are found)
   resume     a run stopped at step N (checkpoint) and resumed to 2N against an uninterrupted 2N-step run:
              every logged loss and every exported weight must be equal
@@ -169,7 +170,7 @@ def attention_kernels(m, device: torch.device, bf16: bool, window_s: float) -> d
     with torch.no_grad():
         reference = build_layout(tokens, device, "mask")(q, k, v).float()
     times, diffs, unavailable = {}, {}, {}
-    for kernel in ("flex", "sdpa", "mask"):
+    for kernel in ("flex", "sdpa", "split", "mask"):
         if kernel == "flex" and not flex_attention_available(device):
             times[kernel] = diffs[kernel] = None
             unavailable[kernel] = f"FlexAttention runs on CUDA only (flex_attention_available({device.type}) is False)"
@@ -185,8 +186,7 @@ def attention_kernels(m, device: torch.device, bf16: bool, window_s: float) -> d
         with torch.no_grad():
             diffs[kernel] = (layout(q, k, v).float() - reference).abs().max().item()
         progress(f"attention {kernel}: {times[kernel]:.3f} ms forward+backward")
-    auto = build_layout(tokens, device, "auto")
-    picks = "flex" if auto.block_mask is not None else "sdpa" if auto.prefix_ends is not None else "mask"
+    picks = build_layout(tokens, device, "auto").kernel
     measured = {kk: t for kk, t in times.items() if t is not None}
     fastest = min(measured, key=measured.get)
     return {"preset": m.hieratok, "tokens_per_scale": tokens, "batch": m.micro, "heads": heads, "head_dim": dim,

@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="batch 1, 3 timed repetitions (< 1 minute on 2 cores)")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--reps", type=int, default=None)
-    ap.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flex"])
+    ap.add_argument("--attention", default="auto", choices=["auto", "sdpa", "split", "flex", "mask"])
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = device.type == "cuda"

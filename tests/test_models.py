@@ -28,7 +28,7 @@ def test_mask_semantics():
     assert m[5:].all()  # the finest scale sees everything
 
 
-@pytest.mark.parametrize("downsample,kernel", [("area", "sdpa"), ("conv", "sdpa"), ("area", "mask")])
+@pytest.mark.parametrize("downsample,kernel", [("area", "sdpa"), ("conv", "sdpa"), ("area", "split"), ("area", "mask")])
 def test_hiera_stack_is_scale_causal(downsample, kernel):
     """Perturbing the tokens of scale k changes no output of scales < k (and does change scale k)."""
     model = _tiny(downsample=downsample, attention=kernel, **{"encoder.hiera_depth": 3, "encoder.depth": 3})
@@ -140,12 +140,20 @@ def test_auto_layout_is_the_dense_mask_up_to_its_limit_then_per_scale_prefix_sdp
     assert build_layout([64], torch.device("cpu")) == build_layout([64], torch.device("cpu"), "mask")
 
 
-def test_prefix_sdpa_equals_dense_mask():
-    counts = [1, 4, 16, 64]
-    q, k, v = (torch.randn(2, 3, sum(counts), 16) for _ in range(3))
-    prefix = build_layout(counts, torch.device("cpu"), "sdpa")(q, k, v)
-    dense = build_layout(counts, torch.device("cpu"), "mask")(q, k, v)
-    torch.testing.assert_close(prefix, dense, rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("kernel", ["sdpa", "split"])
+@pytest.mark.parametrize("counts", [[1, 4, 16, 64], [1, 4], [4, 16, 64]])
+def test_exact_kernels_equal_the_dense_mask_forward_and_backward(kernel, counts):
+    q, k, v = (torch.randn(2, 3, sum(counts), 16, requires_grad=True) for _ in range(3))
+    grad = torch.randn(2, 3, sum(counts), 16)
+    results = []
+    for name in (kernel, "mask"):
+        layout = build_layout(counts, torch.device("cpu"), name)
+        assert layout.kernel == name
+        layout(q, k, v).backward(grad)
+        results.append([layout(q, k, v).detach()] + [t.grad.clone() for t in (q, k, v)])
+        q.grad = k.grad = v.grad = None
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("latent", ["finest", "all"])
@@ -153,13 +161,14 @@ def test_tokenizer_kernels_agree_and_finest_only_block_is_exact(latent):
     """The prefix kernel, and skipping the coarse outputs of the last hiera block, change nothing."""
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     outs = []
-    for kernel in ("sdpa", "mask"):
+    for kernel in ("sdpa", "split", "mask"):
         model = _tiny(attention=kernel, latent=latent, **{"encoder.hiera_depth": 2, "decoder.hiera_depth": 2})
         with torch.no_grad():
             recon, post = model(x, sample=False)
         outs.append((recon, post.mean))
-    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-5, atol=1e-5)
+    for recon, mean in outs[:-1]:
+        torch.testing.assert_close(recon, outs[-1][0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(mean, outs[-1][1], rtol=1e-5, atol=1e-5)
     stack = model.encoder.stack
     seq = torch.randn(2, 85, 64)
     full = stack.run(seq, 0, len(stack.blocks), multi=True)

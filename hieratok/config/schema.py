@@ -74,7 +74,7 @@ def _validate_tokenizer_model(m) -> None:
     _one_of("model.downsample", m.downsample, ("area", "conv"))
     _one_of("model.latent", m.latent, ("finest", "all"))
     _one_of("model.position", m.position, ("rope", "learned"))
-    _one_of("model.attention", m.attention, ("auto", "sdpa", "flex", "mask"))
+    _one_of("model.attention", m.attention, ("auto", "sdpa", "split", "flex", "mask"))
     _one_of("model.scale_attention", m.scale_attention, ("causal", "full"))
     if m.image_size % m.patch_size:
         raise ConfigError(f"model.image_size ({m.image_size}) must be a multiple of model.patch_size ({m.patch_size})")

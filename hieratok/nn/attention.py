@@ -2,14 +2,18 @@
 
 Queries of scale k may attend to every token of the scales <= k, which in the coarse-to-fine
 sequence is a PREFIX of the keys. So "sdpa" runs one unmasked `scaled_dot_product_attention` per
-scale over its key prefix: exact, no mask materialised, every call flash-eligible. "mask" is the dense
-boolean mask (the reference) through one SDPA call, "flex" a FlexAttention block mask (CUDA).
+scale over its key prefix: exact, no mask materialised, every call flash-eligible. "split" runs two:
+the finest scale's queries (most of the sequence: 256 of 341 tokens at S-B/16) over every key,
+unmasked and flash-eligible, and the coarse queries over the coarse keys with their small dense mask.
+"mask" is the dense boolean mask (the reference) through one SDPA call, "flex" a FlexAttention block
+mask (CUDA).
 
 "auto" picks by measurement (bench/gpu_check.py's attention section, forward+backward, S-B/16 at
 256 px: 341 tokens, batch 32, bf16): on an H200 mask 0.36 ms, flex 0.52 ms, sdpa 1.58 ms (its five
-small calls cost more than the masked work they save); on a CPU mask beat sdpa too. So "auto" is the
-dense mask up to DENSE_MASK_MAX_TOKENS, where the mask is still at most 16 MiB, and flex (CUDA) or
-sdpa (CPU) beyond, where nobody has measured yet.
+small calls cost more than the masked work they save); on a CPU mask beat sdpa too. "split" has no
+H200 figure yet; on 2 CPU cores (fp32, forward+backward) it beat the mask by ~10% at S-B/16's shapes
+and lost by ~10% at the tiny presets'. So "auto" is the dense mask up to DENSE_MASK_MAX_TOKENS, where
+the mask is still at most 16 MiB, and flex (CUDA) or sdpa (CPU) beyond, where nobody has measured yet.
 """
 from __future__ import annotations
 
@@ -64,6 +68,7 @@ class AttentionLayout:
     mask: torch.Tensor | None = None  # dense bool mask
     block_mask: object | None = None  # FlexAttention BlockMask
     prefix_ends: tuple[int, ...] | None = None  # per scale: the end of its queries = the end of its key prefix
+    coarse_mask: torch.Tensor | None = None  # "split": the coarse scales' own mask; the finest queries see all
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.block_mask is not None:
@@ -74,7 +79,22 @@ class AttentionLayout:
                 outs.append(F.scaled_dot_product_attention(q[:, :, start:end], k[:, :, :end], v[:, :, :end]))
                 start = end
             return torch.cat(outs, dim=2)
+        if self.coarse_mask is not None:
+            c = self.coarse_mask.shape[0]
+            coarse = F.scaled_dot_product_attention(q[:, :, :c], k[:, :, :c], v[:, :, :c], attn_mask=self.coarse_mask)
+            return torch.cat([coarse, F.scaled_dot_product_attention(q[:, :, c:], k, v)], dim=2)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
+
+    @property
+    def kernel(self) -> str:
+        """The `model.attention` name of this layout ("none": a single scale, full attention)."""
+        if self.block_mask is not None:
+            return "flex"
+        if self.prefix_ends is not None:
+            return "sdpa"
+        if self.coarse_mask is not None:
+            return "split"
+        return "mask" if self.mask is not None else "none"
 
 
 def build_layout(tokens_per_scale: list[int], device: torch.device, kernel: str = "auto") -> AttentionLayout:
@@ -96,6 +116,8 @@ def build_layout(tokens_per_scale: list[int], device: torch.device, kernel: str 
         return AttentionLayout(block_mask=create_block_mask(scale_causal, None, None, n, n, device=str(device)))
     if kernel == "mask":
         return AttentionLayout(mask=scale_causal_mask(tokens_per_scale).to(device))
+    if kernel == "split":
+        return AttentionLayout(coarse_mask=scale_causal_mask(tokens_per_scale[:-1]).to(device))
     return AttentionLayout(prefix_ends=tuple(itertools.accumulate(tokens_per_scale)))
 
 
