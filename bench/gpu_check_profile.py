@@ -20,7 +20,7 @@ TOP_KERNELS, TOP_CPU_OPS, NAME_CHARS = 10, 8, 90
 
 class StepProfile:
     def __init__(self, device: torch.device):
-        self.device, self.prof, self.t0 = device, None, 0.0
+        self.device, self.prof, self.t0, self.error = device, None, 0.0, None
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -31,18 +31,28 @@ class StepProfile:
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
         self._sync()
-        self.prof = profile(activities=activities)
-        self.prof.__enter__()
+        try:  # e.g. CUPTI refused on a locked-down node: the run goes on unprofiled
+            prof = profile(activities=activities)
+            prof.__enter__()
+            self.prof = prof
+        except Exception as e:  # noqa: BLE001 - the profile is a diagnosis; the run's figures stand without it
+            self.error = _error(e)
         self.t0 = time.perf_counter()
 
     def stop(self, steps: int) -> dict:
         self._sync()
         wall_s = time.perf_counter() - self.t0
-        self.prof.__exit__(None, None, None)
+        if self.prof is None:
+            return {"error": self.error}
         try:
+            self.prof.__exit__(None, None, None)
             return summarize(self.prof, wall_s, steps, self.device.type == "cuda")
-        except Exception as e:  # noqa: BLE001 - the profile is a diagnosis; the run's figures stand without it
-            return {"error": f"{type(e).__name__}: {e}"[:500]}
+        except Exception as e:  # noqa: BLE001
+            return {"error": _error(e)}
+
+
+def _error(e: Exception) -> str:
+    return f"{type(e).__name__}: {e}"[:500]
 
 
 def _busy_us(intervals: list[tuple[float, float]]) -> float:

@@ -11,6 +11,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = str(REPO / "bench" / "gpu_check.py")
+sys.path.insert(0, str(REPO / "bench"))  # the check's helpers, for the tests of their CUDA branches
 TOP_KEYS = {"device", "mode", "gpus_visible", "torch", "precision", "procs", "peak_tflops", "mfu_basis",
             "host_syncs_basis", "flops", "attention", "tokenizer", "generator", "sampling", "fid_features",
             "resume", "sections", "section_seconds", "wall_s", "failed"}
@@ -112,7 +113,6 @@ def test_profile_summary_of_cuda_kernels_counts_overlaps_once():
 
     from torch.autograd import DeviceType
 
-    sys.path.insert(0, str(REPO / "bench"))
     from gpu_check_profile import summarize
 
     def event(name, start, end, device=DeviceType.CUDA):
@@ -131,3 +131,17 @@ def test_profile_summary_of_cuda_kernels_counts_overlaps_once():
     assert [k["name"] for k in out["top_kernels"]] == ["gemm", "nccl_allreduce"]
     assert out["top_kernels"][0] == {"name": "gemm", "ms_per_step": pytest.approx(0.25), "per_step": 1.0}
     assert out["top_cpu_ops"] == [{"name": "aten::mm", "self_ms_per_step": pytest.approx(0.45), "per_step": 2.0}]
+
+
+def test_a_profiler_that_cannot_start_is_an_error_in_the_summary_not_a_failed_run(monkeypatch):
+    import torch.profiler
+
+    from gpu_check_profile import StepProfile
+
+    def refuse(**_):
+        raise RuntimeError("CUPTI_ERROR_INSUFFICIENT_PRIVILEGES")
+
+    monkeypatch.setattr(torch.profiler, "profile", refuse)
+    prof = StepProfile(torch.device("cpu"))
+    prof.start()
+    assert prof.stop(2) == {"error": "RuntimeError: CUPTI_ERROR_INSUFFICIENT_PRIVILEGES"}
