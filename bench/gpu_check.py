@@ -22,7 +22,8 @@ Sections, in the order they run (the long tokenizer sweep last, one process befo
   generator  `hieratok train` of the generator on the latent cache, measured as the tokenizer runs are;
              then Heun sampling + tokenizer decode of its export (sampling)
   variants   the same runs under DDP with `train.compile` (per-block; inductor on CUDA, aot_eager with --cpu)
-             for HieraTok and ViTok, and with `train.activation_checkpointing` for HieraTok
+             for HieraTok and ViTok; HieraTok with `train.activation_checkpointing`, and with its images made
+             float on the host (`data.unit_range_on=loader`, what runs did before `auto` moved that to CUDA)
   tokenizer  `hieratok train` runs (bench/gpu_check_train.py: the CLI plus timing, peak memory and host-sync
              counts), HieraTok and ViTok alternately, for each backend and process count
 Each training run ends with a few profiled steps (bench/gpu_check_profile.py): the device's busy fraction,

@@ -293,14 +293,17 @@ def tokenizer_runs(ctx, m, args, report) -> dict:
 
 def variant_runs(ctx, m, args, report) -> dict:
     """The options that trade compile time or recomputation for speed or memory, one process under DDP:
-    `train.compile` (per-block, before wrapping) for both presets, and `train.activation_checkpointing`
-    for HieraTok; compare with the tokenizer section's eager DDP runs."""
+    `train.compile` (per-block, before wrapping) for both presets, `train.activation_checkpointing` for
+    HieraTok, and HieraTok with its images made float on the host (`data.unit_range_on=loader`, the path
+    before `auto` moved the conversion to CUDA devices); compare with the tokenizer section's DDP runs."""
     compiled = _measured_runs(ctx, m, args, report, "ddp_compiled", 1, [
         "dist.backend=ddp", "train.compile=true", f"train.compile_backend={m.compile_backend}"])
     checkpointed = _measured_runs(ctx, m, args, report, "ddp_activation_checkpointing", 1, [
         "dist.backend=ddp", "train.activation_checkpointing=true"], keys=("hieratok",))
+    host_float = _measured_runs(ctx, m, args, report, "ddp_unit_range_on_loader", 1, [
+        "dist.backend=ddp", "data.unit_range_on=loader"], keys=("hieratok",))
     return {"compile": {"backend": m.compile_backend, "warmup_steps_include_compilation": True, **compiled},
-            "activation_checkpointing": checkpointed}
+            "activation_checkpointing": checkpointed, "unit_range_on_loader": host_float}
 
 
 def resume_round_trip(ctx, m, args) -> dict:

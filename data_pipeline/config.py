@@ -20,6 +20,10 @@ class DataConfig:
     # local cache folder for remote (s3://) MDS shards; null: a fresh folder under the system temp dir
     cache_dir: str | None = None
     random_flip: bool = True
+    # where uint8 images become float32 in [-1, 1] for training: loader (in the training process, on its
+    # CPU) | device (they cross as uint8, a quarter of the bytes, and are converted there: the same bits)
+    # | auto (device on a GPU, loader on a CPU)
+    unit_range_on: str = "auto"
     prefetch_factor: int = 2
     # seconds the trainer waits for one batch before failing with an error that names the data
     # (a stalled mount or bucket, a hung worker); 0: no limit

@@ -63,7 +63,7 @@ def _strict(args: list[str], nproc: int = 1) -> list[str]:
     ("fsdp", {}),
     ("deepspeed", {}),
     # bf16 as on a GPU: every backend's matmuls and convs must see one dtype or run under autocast
-    ("ddp", {"dist.mixed_precision": "bf16"}),
+    ("ddp", {"dist.mixed_precision": "bf16", "data.unit_range_on": "device"}),  # a GPU's defaults
     ("fsdp", {"dist.mixed_precision": "bf16"}),
     ("deepspeed", {"dist.mixed_precision": "bf16"}),
 ])

@@ -83,6 +83,7 @@ def test_gpu_check_cpu_runs_every_section_and_prints_one_json_line(tmp_path):
     assert compiled["hieratok_over_vitok_step_time"] > 0
     assert set(checkpointed) == {"hieratok"}
     _check_run(checkpointed["hieratok"], "activation-checkpointed hieratok")
+    _check_run(tok["variants"]["unit_range_on_loader"]["hieratok"], "hieratok with host-side float images")
 
     gen = r["generator"]
     assert gen["preset"] == "tiny" and gen["procs"] == 1

@@ -224,3 +224,30 @@ def test_a_shared_memory_prefix_taken_by_another_job_is_claimed_again():
     with pytest.raises(FileExistsError):  # ranks of one job meet in streaming's barriers: no lone retry
         claim_shm_prefix(make, world_size=2)
     assert len(calls) == 1
+
+
+def test_images_on_the_device_are_the_loaders_float_images_bit_for_bit():
+    """`images_on` (a uint8 batch converted where it lands) gives exactly `to_unit_range`'s values, for every
+    byte; a float batch passes through untouched."""
+    from data_pipeline.loading.augment import images_on, to_unit_range, unit_range_on_device
+
+    every_byte = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
+    want = to_unit_range({"image": every_byte.clone()})["image"]
+    got = images_on(torch.device("cpu"), every_byte)
+    assert got.dtype == torch.float32 and torch.equal(got.view(torch.int32), want.view(torch.int32))
+    assert got[0, 0, 0, 0] == -1 and got[0, 0, -1, -1] == 1
+    assert images_on(torch.device("cpu"), want) is want
+    assert unit_range_on_device("auto", "cuda") and not unit_range_on_device("auto", "cpu")
+    assert unit_range_on_device("device", "cpu") and not unit_range_on_device("loader", "cuda")
+
+
+@pytest.mark.parametrize("fmt", ["mds", "wds"])
+def test_uint8_batches_convert_to_the_float_batches(embedded_mds, embedded_wds, fmt):
+    from data_pipeline.loading.augment import images_on
+
+    cfg = DataConfig(path=str(embedded_mds if fmt == "mds" else embedded_wds), format=fmt, resolution=32,
+                     num_workers=0)
+    floats = list(build_loader(cfg, 0, 1, seed=3, batch_size=8))
+    raw = list(build_loader(cfg, 0, 1, seed=3, batch_size=8, uint8_images=True))
+    assert _keys(raw) == _keys(floats) and all(b["image"].dtype == torch.uint8 for b in raw)
+    assert all(torch.equal(images_on(torch.device("cpu"), r["image"]), f["image"]) for r, f in zip(raw, floats))

@@ -43,3 +43,12 @@ def test_two_processes_equal_one(tmp_path, reference_run, embedded_mds, backend)
     # the same global batch at every step, whichever rank read which sample
     ref_keys, got_keys = keys_by_step(reference_run), keys_by_step(run_dir)
     assert all(sorted(got_keys[s]) == sorted(ref_keys[s]) for s in range(1, 21))
+
+
+def test_images_converted_on_the_device_train_exactly_alike(tmp_path, reference_run, embedded_mds):
+    """data.unit_range_on=device (a GPU's default: uint8 batches cross and are converted there) changes no bit."""
+    run_dir = tmp_path / "device"
+    run_train(run_dir, tiny_overrides(embedded_mds, **{"data.unit_range_on": "device"}))
+    assert losses(run_dir) == losses(reference_run)
+    a, b = exported(reference_run), exported(run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)

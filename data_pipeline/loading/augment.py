@@ -13,7 +13,9 @@ runs in a DataLoader worker. The loader's iterator then turns that batch into fl
 in the training process (`to_unit_range`). Shipping uint8 moves a quarter of the bytes through
 shared memory, and shared-memory pages are what cost: a float32 batch there took 0.65 ms per 256-px
 image to allocate, fill and free, against 0.2 ms for uint8 plus 0.08 ms for the conversion into
-the training process's own (reused) memory.
+the training process's own (reused) memory. A trainer on a GPU goes one further (`build_loader(...,
+uint8_images=True)`, `data.unit_range_on`): the batch crosses to the device as uint8, a quarter of
+the bytes of a float32 copy, and `images_on` converts it there, to the same bits.
 """
 from __future__ import annotations
 
@@ -68,15 +70,38 @@ def collate(samples: list[dict]) -> dict:
             "key": [s["key"] for s in samples]}
 
 
+def _unit_range(image: np.ndarray) -> np.ndarray:
+    out = np.empty(image.shape, dtype=np.float32)
+    np.divide(image, np.float32(127.5), out=out, dtype=np.float32)
+    np.subtract(out, np.float32(1.0), out=out)
+    return out
+
+
 def to_unit_range(batch: dict) -> dict:
     """The batch with its uint8 image as float32 in [-1, 1] (x / 127.5 - 1), in this process's memory.
 
     numpy, not torch: its ufuncs run on the calling thread only. Torch would spread this small,
     memory-bound op over its intra-op threads, whose barrier then waits for cores the DataLoader
     workers are using (measured: a third of the loader's throughput on 2 cores)."""
-    image = batch["image"].numpy()
-    out = np.empty(image.shape, dtype=np.float32)
-    np.divide(image, np.float32(127.5), out=out, dtype=np.float32)
-    np.subtract(out, np.float32(1.0), out=out)
-    batch["image"] = torch.from_numpy(out)
+    batch["image"] = torch.from_numpy(_unit_range(batch["image"].numpy()))
     return batch
+
+
+def unit_range_on_device(setting: str, device) -> bool:
+    """`data.unit_range_on` resolved for `device`: whether uint8 images should cross to it (auto: a GPU)."""
+    return setting == "device" or (setting == "auto" and torch.device(device).type == "cuda")
+
+
+_TABLES: dict[torch.device, torch.Tensor] = {}
+
+
+def images_on(device: torch.device, image: torch.Tensor) -> torch.Tensor:
+    """A batch's image on `device`, float32 in [-1, 1]. A uint8 image (`build_loader(..., uint8_images=True)`)
+    crosses as uint8 and becomes float there through a 256-entry table of `to_unit_range`'s own values:
+    the same bits on every device (CUDA divides by a host scalar as a multiply by its reciprocal)."""
+    image = image.to(device, non_blocking=True)
+    if image.dtype != torch.uint8:
+        return image
+    if image.device not in _TABLES:
+        _TABLES[image.device] = torch.from_numpy(_unit_range(np.arange(256, dtype=np.uint8))).to(image.device)
+    return _TABLES[image.device][image.int()]

@@ -7,7 +7,8 @@
 
 data_cfg: a DataConfig or its OmegaConf node. batch_size: the per-rank micro batch. split: None
 reads data_cfg.split; `path/<split>/` is read when it exists, else `path` itself.
-Batches: format mds | wds: {"image": float32 [B,3,R,R] in [-1,1], "label": int64 [B], "key": [str]};
+Batches: format mds | wds: {"image": float32 [B,3,R,R] in [-1,1], "label": int64 [B], "key": [str]}
+(uint8_images=True: the image stays uint8 [0, 255], for `augment.images_on` to convert on the device);
 format latent: {"latent": float32 [B,T,C], "label": int64 [B], "key": [str]}.
 train=True: random crop + flip (data_cfg.random_flip), shuffled, full batches only; train=False:
 centre crop, no flip, file order, the last batch may be short (MDS over several ranks repeats a few
@@ -35,7 +36,7 @@ def _cfg(data_cfg, name, default=None):
 
 
 def build_loader(data_cfg, rank: int, world_size: int, seed: int, *, batch_size: int, train: bool = True,
-                 split: str | None = None, clean_stale_shm: bool = True):
+                 split: str | None = None, clean_stale_shm: bool = True, uint8_images: bool = False):
     fmt = data_cfg.format
     if fmt not in FORMATS:
         raise DataError(f"data.format {fmt!r}: valid formats are {', '.join(FORMATS)}")
@@ -43,8 +44,8 @@ def build_loader(data_cfg, rank: int, world_size: int, seed: int, *, batch_size:
         raise DataError(f"batch_size {batch_size} must be positive")
     split = split or data_cfg.split
     if fmt == "wds":
-        return _build_wds(data_cfg, rank, world_size, seed, batch_size, train, split)
-    return _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean_stale_shm)
+        return _build_wds(data_cfg, rank, world_size, seed, batch_size, train, split, uint8_images)
+    return _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean_stale_shm, uint8_images)
 
 
 def _mds_split_url(path: str, split: str) -> str:
@@ -78,7 +79,7 @@ def _local_cache_dir(data_cfg, remote: str, rank: int) -> str:
     return os.path.join(token[0] or tempfile.mkdtemp(prefix="hieratok-mds-"), tag)
 
 
-def _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean_stale_shm):
+def _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean_stale_shm, uint8_images):
     from data_pipeline.loading.augment import collate, to_unit_range
     from data_pipeline.loading.mds_loader import ImageStreamingDataset, LatentStreamingDataset, MdsLoader
     from data_pipeline.loading.shm_cleanup import remove_stale_streaming_shm
@@ -102,12 +103,12 @@ def _build_mds(data_cfg, rank, world_size, seed, batch_size, train, split, clean
                                          flip=bool(data_cfg.random_flip), aug_seed=seed, **common)
 
     dataset = claim_shm_prefix(make, world_size)
-    extra = {} if latent else {"collate_fn": collate, "finish_batch": to_unit_range}
+    extra = {} if latent else {"collate_fn": collate, "finish_batch": None if uint8_images else to_unit_range}
     return MdsLoader(dataset, batch_size=batch_size, world_size=world_size, num_workers=data_cfg.num_workers,
                      prefetch_factor=data_cfg.prefetch_factor, drop_last=train, where=f"MDS data {url}", **extra)
 
 
-def _build_wds(data_cfg, rank, world_size, seed, batch_size, train, split):
+def _build_wds(data_cfg, rank, world_size, seed, batch_size, train, split, uint8_images):
     from data_pipeline.loading.wds_loader import WdsLoader
     from data_pipeline.manifest import manifest_split, read_manifest
 
@@ -123,6 +124,7 @@ def _build_wds(data_cfg, rank, world_size, seed, batch_size, train, split):
         resampled=bool(_cfg(data_cfg, "wds_resampled", False)), shuffle_buffer=_cfg(data_cfg, "wds_shuffle_buffer", 1000),
         epoch_samples=_cfg(data_cfg, "wds_epoch_samples") or entry["samples"], resolution=data_cfg.resolution,
         flip=bool(data_cfg.random_flip), seed=seed, where=f"WDS data {data_cfg.path} (split {read})",
+        uint8_images=uint8_images,
     )
 
 

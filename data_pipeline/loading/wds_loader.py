@@ -129,8 +129,10 @@ def _name_the_shard(exn: Exception) -> bool:
 class WdsLoader:
     def __init__(self, shards: list[dict], *, batch_size: int, rank: int, world_size: int, num_workers: int,
                  prefetch_factor: int, train: bool, shuffle: bool, resampled: bool, shuffle_buffer: int,
-                 epoch_samples: int, resolution: int, flip: bool, seed: int, where: str = "WDS split"):
+                 epoch_samples: int, resolution: int, flip: bool, seed: int, where: str = "WDS split",
+                 uint8_images: bool = False):
         self.where = where  # what errors name (the data path and split)
+        self._finish = (lambda batch: batch) if uint8_images else to_unit_range
         self.urls = [s["url"] for s in shards]
         self.shard_samples = [s["samples"] for s in shards]
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
@@ -201,7 +203,7 @@ class WdsLoader:
     def _count(self, loader, epoch: int):
         for batch in loader:
             self._consumed += 1
-            yield to_unit_range(batch)
+            yield self._finish(batch)
         if self._open and self._epoch == epoch:
             self._epoch, self._consumed, self._open = epoch + 1, 0, False
 

@@ -56,6 +56,7 @@ def validate(cfg: DictConfig) -> None:
     _one_of("dist.mixed_precision", cfg.dist.mixed_precision, ("auto", "bf16", "fp32"))
     _one_of("logging.wandb.mode", cfg.logging.wandb.mode, ("online", "offline", "disabled"))
     _one_of("data.format", cfg.data.format, ("mds", "wds", "latent"))
+    _one_of("data.unit_range_on", cfg.data.unit_range_on, ("auto", "loader", "device"))
     t = cfg.train
     _one_of("train.decay_type", t.decay_type, ("cosine", "linear"))
     _one_of("train.compile_backend", t.compile_backend, ("inductor", "aot_eager", "eager"))

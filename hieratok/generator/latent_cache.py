@@ -79,6 +79,7 @@ def encode_dataset(tokenizer: str, data: str, out: str, *, flip: bool = False, s
     """Encode `data` into the latent cache `out`; collective under torchrun. Returns the stats document."""
     from data_pipeline import build_loader
     from data_pipeline.config import DataConfig
+    from data_pipeline.loading.augment import images_on, unit_range_on_device
     from data_pipeline.latent_cache.rows import LatentPartWriter, merge_latent_parts
     from data_pipeline.storage import open_destination
     from hieratok.distributed.process_group import barrier, broadcast_object, init_distributed
@@ -95,11 +96,12 @@ def encode_dataset(tokenizer: str, data: str, out: str, *, flip: bool = False, s
     if not writer.done:
         data_cfg = DataConfig(path=data, format=data_format, split=split, resolution=model.config.image_size,
                               num_workers=num_workers, shuffle=False, random_flip=False)
-        loader = build_loader(data_cfg, info.rank, info.world_size, 0, batch_size=batch_size, train=False)
+        loader = build_loader(data_cfg, info.rank, info.world_size, 0, batch_size=batch_size, train=False,
+                              uint8_images=unit_range_on_device(data_cfg.unit_range_on, info.device))
         written: list[str] = []
         with writer:
             for batch in bar(loader, desc="encode"):
-                images, labels, keys = batch["image"].to(info.device), batch["label"], list(batch["key"])
+                images, labels, keys = images_on(info.device, batch["image"]), batch["label"], list(batch["key"])
                 with network_precision(info.device):
                     writer.write_batch(model.encode(images).float(), labels, keys)
                     if flip:

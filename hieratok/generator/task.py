@@ -118,8 +118,10 @@ class GeneratorTask(Task):
         else:
             if self.tokenizer is None or self.stats is None:
                 self.to(device)
+            from data_pipeline.loading.augment import images_on
+
             with torch.no_grad():
-                z = self._encode(batch["image"].to(device, non_blocking=True))
+                z = self._encode(images_on(device, batch["image"]))
         return {"latent": self.normalize(z), "label": labels.to(device, non_blocking=True).long(),
                 "key": list(batch["key"])}
 

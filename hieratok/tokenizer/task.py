@@ -95,7 +95,9 @@ class TokenizerTask(Task):
 
     # --- the loss -------------------------------------------------------------------------------
     def prepare_batch(self, batch: dict, device: torch.device) -> dict:
-        return {"image": batch["image"].to(device, non_blocking=True), "key": list(batch["key"])}
+        from data_pipeline.loading.augment import images_on
+
+        return {"image": images_on(device, batch["image"]), "key": list(batch["key"])}
 
     def compute_loss(self, model: nn.Module, batch: dict, step: int):
         x = batch["image"]

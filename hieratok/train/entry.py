@@ -83,9 +83,11 @@ class Trainer:
         task.to(info.device, info.rank, info.world_size)
 
         from data_pipeline import build_loader
+        from data_pipeline.loading.augment import unit_range_on_device
 
         self.loader = build_loader(cfg.data, info.rank, info.world_size, cfg.train.seed,
-                                   batch_size=cfg.train.micro_batch_size, train=True)
+                                   batch_size=cfg.train.micro_batch_size, train=True,
+                                   uint8_images=unit_range_on_device(cfg.data.unit_range_on, info.device))
         require_full_steps(self.loader, global_batch=cfg.train.global_batch_size,
                            micro_batch=cfg.train.micro_batch_size, world_size=info.world_size, rank=info.rank)
         self.checkpointer = Checkpointer(cfg, run_dir, info, self.backend, lambda: self.monitor.wandb_run_id)
