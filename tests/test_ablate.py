@@ -35,6 +35,8 @@ def _ablate(spec, out, *extra):
                            "--out", str(out), *extra], cwd=REPO, env=env(), capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, f"ablate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    # the trials free their loaders' shared memory: no resource-tracker KeyError per segment at the workers' exit
+    assert "KeyError" not in proc.stderr, proc.stderr[-5000:]
     return json.loads((out / "results.json").read_text())
 
 

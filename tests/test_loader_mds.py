@@ -251,3 +251,44 @@ def test_uint8_batches_convert_to_the_float_batches(embedded_mds, embedded_wds, 
     raw = list(build_loader(cfg, 0, 1, seed=3, batch_size=8, uint8_images=True))
     assert _keys(raw) == _keys(floats) and all(b["image"].dtype == torch.uint8 for b in raw)
     assert all(torch.equal(images_on(torch.device("cpu"), r["image"]), f["image"]) for r, f in zip(raw, floats))
+
+
+CLOSE_THEN_EXIT = """
+import os, signal, sys
+from multiprocessing import resource_tracker
+from pathlib import Path
+from data_pipeline import build_loader
+from data_pipeline.config import DataConfig
+
+loader = build_loader(DataConfig(path=sys.argv[1], format="mds", resolution=32, num_workers=0), 0, 1, seed=0,
+                      batch_size=8)
+next(iter(loader))
+prefix = f"{loader.dataset._shm_prefix_int:06d}_"
+print(len(list(Path("/dev/shm").glob(prefix + "*"))))
+if sys.argv[2] == "close":
+    loader.close()
+    print(len(list(Path("/dev/shm").glob(prefix + "*"))))
+pid = resource_tracker._resource_tracker._pid  # what a Ray worker's exit does to its children
+os.kill(pid, signal.SIGKILL)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.parametrize("close", [True, False])
+def test_close_frees_the_datasets_shared_memory_now_not_at_exit(embedded_mds, close):
+    """A long-lived process (a Ray trial worker) kept each run's segments until its exit, where Ray had
+    already killed the resource tracker: every segment then printed a KeyError traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", CLOSE_THEN_EXIT, str(embedded_mds), "close" if close else "keep"],
+                          cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = [int(x) for x in proc.stdout.split()]
+    if close:
+        assert counts[0] >= 5 and counts[1] == 0, counts
+        assert "Traceback" not in proc.stderr and "KeyError" not in proc.stderr, proc.stderr[-3000:]
+    else:  # the failure this guards against, still there without close()
+        assert "KeyError" in proc.stderr

@@ -145,6 +145,12 @@ class MdsLoader:
         return DataError(f"reading {self.where} failed: streaming's shard download/read thread stopped (its traceback "
                          f"is above: unreachable storage, a shard gone?); rerun once the data is reachable to resume")
 
+    def close(self) -> None:
+        """Free the dataset's shared memory (the run is done with it) instead of at the process's exit."""
+        from data_pipeline.loading.shm_cleanup import release_dataset_shm
+
+        release_dataset_shm(self.dataset)
+
     def state_dict(self) -> dict:
         return {
             "epoch": self._epoch,

@@ -17,9 +17,12 @@ other segments first, then its file locks in the temp dir, then `NNNNNN_locals` 
 skips a prefix while its `locals` segment exists).
 Limits: processes of our user in another PID namespace that share this /dev/shm are invisible
 here; on such hosts don't call this (build_loader's `clean_stale_shm=False`).
+
+`release_dataset_shm` frees a live dataset's segments once its job is done with it (MdsLoader.close).
 """
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import tempfile
@@ -99,3 +102,31 @@ def remove_stale_streaming_shm() -> list[str]:
             seg.unlink(missing_ok=True)
         removed.append(prefix)
     return removed
+
+
+def release_dataset_shm(dataset) -> int:
+    """Free a StreamingDataset's shared memory now, as its process's exit would; returns the segments freed.
+
+    streaming registers each segment's cleanup with atexit, so a long-lived process (a Ray trial worker, a
+    notebook) keeps every dataset's segments until it exits, and a Ray worker's exit kills its resource
+    tracker before those handlers run, which then print a KeyError traceback per segment. Call this only
+    when no rank will read the dataset again: the segments' names go (mappings stay valid)."""
+    from streaming.base.shared.memory import SharedMemory
+
+    found, seen = [], set()
+
+    def walk(obj, depth: int) -> None:  # the dataset, then streaming's shared arrays, scalars and barrier
+        if id(obj) in seen or depth > 4:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, SharedMemory):
+            found.append(obj)
+        elif obj is dataset or type(obj).__module__.startswith("streaming.base.shared"):
+            for value in list(getattr(obj, "__dict__", {}).values()):
+                walk(value, depth + 1)
+
+    walk(dataset, 0)
+    for shm in found:
+        atexit.unregister(shm.cleanup)
+        shm.cleanup()
+    return len(found)

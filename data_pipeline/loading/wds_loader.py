@@ -207,6 +207,9 @@ class WdsLoader:
         if self._open and self._epoch == epoch:
             self._epoch, self._consumed, self._open = epoch + 1, 0, False
 
+    def close(self) -> None:
+        """Nothing to free: the WDS loader holds no shared memory between epochs (MdsLoader's does)."""
+
     def state_dict(self) -> dict:
         return {"format": "wds", "epoch": self._epoch,
                 "sample_in_epoch": self._consumed * self.batch_size * self.world_size,

@@ -108,6 +108,7 @@ def encode_dataset(tokenizer: str, data: str, out: str, *, flip: bool = False, s
                         writer.write_batch(model.encode(images.flip(-1)).float(), labels,
                                            [k + FLIP_SUFFIX for k in keys])
                 written += keys
+        loader.close()  # the generator ablation's driver encodes every arm: free each loader's shared memory
         open_destination(out).write_text(_keys_file(info.rank, info.world_size), "\n".join(written))
     barrier()
     doc = None

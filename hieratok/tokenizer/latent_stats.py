@@ -30,10 +30,13 @@ def measure_channel_stats(encode, data_cfg, *, channels: int, num_images: int, b
     per_rank = -(-num_images // world_size)
     loader = build_loader(data_cfg, rank, world_size, seed, batch_size=min(batch_size, per_rank), train=False)
     acc = ChannelStats(channels)
-    for b in loader:
-        acc.add(encode(b["image"].to(device)).float().cpu().numpy())
-        if acc.rows >= per_rank:
-            break
+    try:
+        for b in loader:
+            acc.add(encode(b["image"].to(device)).float().cpu().numpy())
+            if acc.rows >= per_rank:
+                break
+    finally:
+        loader.close()  # a Ray trial worker lives on: free the shared memory now
     packed = torch.tensor([acc.rows, acc.n, *acc.sum, *acc.sum_sq], dtype=torch.float64, device=device)
     packed = all_reduce_sum(packed).cpu().numpy()
     return ChannelStats(channels, int(packed[0]), int(packed[1]), packed[2:2 + channels], packed[2 + channels:])

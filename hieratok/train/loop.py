@@ -294,6 +294,7 @@ class TrainLoop:
 
     def close(self) -> None:
         self._fetch.close()
+        self.loader.close()  # every rank is past its last batch (a collective save or an error ended the run)
         if self.periodic is not None and hasattr(self.periodic, "close"):
             self.periodic.close()
         if self._keys_file is not None:

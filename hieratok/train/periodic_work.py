@@ -58,6 +58,7 @@ class PeriodicWork:
     def close(self) -> None:
         if self._fetch is not None:
             self._fetch.close()
+            self._loader.close()
 
     def _evaluate(self, step: int, model) -> None:
         bf16 = torch.bfloat16 if self.cfg.dist.mixed_precision == "bf16" else None
