@@ -79,8 +79,8 @@ def encode_dataset(tokenizer: str, data: str, out: str, *, flip: bool = False, s
     """Encode `data` into the latent cache `out`; collective under torchrun. Returns the stats document."""
     from data_pipeline import build_loader
     from data_pipeline.config import DataConfig
-    from data_pipeline.loading.augment import images_on, unit_range_on_device
     from data_pipeline.latent_cache.rows import LatentPartWriter, merge_latent_parts
+    from data_pipeline.loading.augment import images_on, unit_range_on_device
     from data_pipeline.storage import open_destination
     from hieratok.distributed.process_group import barrier, broadcast_object, init_distributed
 
