@@ -150,6 +150,9 @@ def test_epochs_that_keep_yielding_nothing_fail_instead_of_spinning(tmp_path):
         def __iter__(self):
             return iter([{"key": ["k"]}] * next(self.sizes))
 
+        def close(self):
+            pass
+
     cfg = NS(train=NS(global_batch_size=4, micro_batch_size=4), logging=NS(record_keys=False),
              data=NS(path="/somewhere", timeout_s=0))
 
